@@ -22,7 +22,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = {
     "affine", "checks", "data", "formats", "metrics", "models", "tflite_bridge", "torch_bridge",
-    "viz", "env",
+    "viz", "env", "integer", "tflite_file",
 }
 
 __all__ = ["QParams", "choose_qparams", "dequantize", "fake_quantize", "qrange", "quantize",

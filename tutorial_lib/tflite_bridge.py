@@ -92,7 +92,8 @@ with _quiet_stderr():
 # TensorFlow's Python logger would otherwise print deprecation notes ("WARNING:tensorflow:...").
 tf.get_logger().setLevel("ERROR")
 
-__all__ = ["accuracy_keras", "course_cnn_keras", "train_keras", "trained_cnn_keras"]
+__all__ = ["accuracy_keras", "course_cnn_keras", "train_keras", "trained_cnn_keras", "MODES",
+           "convert", "interpreter", "run_tflite"]
 
 # Same recipe as the PyTorch side (tutorial_lib.torch_bridge): Adam, warm-up then decay.
 EPOCHS = 6
@@ -224,3 +225,94 @@ def trained_cnn_keras(seed: int = 0) -> tf_keras.Model:
     model = course_cnn_keras()
     model.set_weights(list(_trained_weights(seed)))
     return model
+
+
+# ---------------------------------------------------------------- conversion and LiteRT
+
+MODES = ("float", "dynamic_range", "full_integer", "integer_only", "float16")
+
+
+def convert(model: tf_keras.Model, mode: str = "float", representative_data=None,
+            num_samples: int = 100) -> bytes:
+    """Convert a Keras model to a .tflite flatbuffer with one of TFLite's post-training modes.
+
+    - ``float``: no quantization.
+    - ``dynamic_range``: int8 weights; activations stay float (quantized on the fly).
+    - ``full_integer``: int8 weights and activations, calibrated on ``representative_data``;
+      the model's input and output stay float32 (a QUANTIZE and a DEQUANTIZE op at the ends).
+    - ``integer_only``: as full_integer, int8 input and output, and only int8 builtin ops.
+    - ``float16``: float16 weights, computed in float32 on the CPU.
+
+    ``representative_data`` is an array of inputs (N, ...); the first ``num_samples`` are fed
+    one at a time, as the converter expects.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}; got {mode!r}.")
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if mode != "float":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if mode in ("full_integer", "integer_only"):
+        if representative_data is None or len(representative_data) == 0:
+            raise ValueError(f"mode {mode!r} needs representative_data: a few hundred typical "
+                             "inputs, e.g. data.x_train[:100].")
+        samples = np.asarray(representative_data, dtype=np.float32)[:num_samples]
+        converter.representative_dataset = lambda: ([s[None]] for s in samples)
+    if mode == "integer_only":
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    with _quiet_stderr():  # the MLIR converter logs to file descriptor 2
+        return converter.convert()
+
+
+def interpreter(model_content: bytes, reference: bool = False, num_threads: int = 1,
+                keep_intermediates: bool = False):
+    """A LiteRT interpreter for the model, allocated and ready.
+
+    ``reference=True`` selects TFLite's reference kernels (``OpResolverType.BUILTIN_REF``), the
+    ones ``tl.run_int8_tflite`` matches bit for bit; the default uses the optimized kernels and
+    the XNNPACK delegate. ``keep_intermediates=True`` keeps every tensor readable after a run.
+    """
+    with _quiet_stderr():  # "Created TensorFlow Lite XNNPACK delegate" goes to stderr
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        resolver = OpResolverType.BUILTIN_REF if reference else OpResolverType.AUTO
+        it = Interpreter(model_content=model_content, num_threads=num_threads,
+                         experimental_op_resolver_type=resolver,
+                         experimental_preserve_all_tensors=keep_intermediates)
+        it.allocate_tensors()
+    return it
+
+
+def run_tflite(model_content: bytes | object, x, reference: bool = False,
+               dequantize_output: bool = False) -> np.ndarray:
+    """Run a model on a whole batch ``x`` and return its output.
+
+    If the model's input is int8 and ``x`` is float, ``x`` is quantized with the input tensor's
+    own scale and zero point (rounding half away from zero, as TFLite does); int8 ``x`` is fed
+    as it is. With ``dequantize_output=True`` an int8 output is turned back into float32.
+    ``model_content`` may also be an interpreter from ``interpreter()``, to reuse it.
+    """
+    from tutorial_lib.affine import dequantize, quantize
+
+    it = model_content if hasattr(model_content, "invoke") else interpreter(model_content, reference)
+    inp = it.get_input_details()[0]
+    x = np.asarray(x)
+    if inp["dtype"] == np.int8 and x.dtype != np.int8:
+        scale, zero_point = inp["quantization"]
+        x = quantize(x, scale, zero_point, rounding="half_away")
+    elif inp["dtype"] != np.int8:
+        x = x.astype(inp["dtype"])
+    if tuple(inp["shape"]) != x.shape:
+        it.resize_tensor_input(inp["index"], x.shape)
+        it.allocate_tensors()
+    it.set_tensor(inp["index"], x)
+    it.invoke()
+    out_detail = it.get_output_details()[0]
+    y = it.get_tensor(out_detail["index"])
+    if dequantize_output and y.dtype == np.int8:
+        scale, zero_point = out_detail["quantization"]
+        y = dequantize(y, scale, zero_point)
+    return y

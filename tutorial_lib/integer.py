@@ -1,0 +1,402 @@
+"""Integer-only inference: int8 kernels with int32 accumulators, as TFLite's reference kernels.
+
+A float layer ``y = w @ x + b`` becomes, with ``r = S (q - Z)`` for every tensor,
+
+    q_y = Z_y + (S_x S_w / S_y) * sum((q_x - Z_x) * (q_w - Z_w)) + q_b,
+
+where the sum is accumulated in int32, the bias is int32 with scale ``S_x S_w`` and zero point 0,
+and the real multiplier ``M = S_x S_w / S_y`` is applied in fixed point: ``M = M0 * 2**shift``
+with an int32 ``M0`` in ``[2**30, 2**31)``. Every function here reproduces the arithmetic of
+TensorFlow Lite's reference kernels (``tensorflow/lite/kernels/internal/reference``) bit for bit;
+``run_int8_tflite`` strings them together to execute a whole full-integer ``.tflite`` model.
+
+Accumulation trick: int8 x int8 products summed over a layer stay far below 2**53, so a float64
+matrix product (fast BLAS) gives the exact integer sum, which is then converted back to int64.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = [
+    "quantize_multiplier", "saturating_rounding_doubling_high_mul", "rounding_divide_by_pot",
+    "multiply_by_quantized_multiplier", "requantize", "activation_range",
+    "fully_connected", "conv2d", "depthwise_conv2d", "max_pool2d", "average_pool2d", "add",
+    "fold_batchnorm", "run_int8_tflite", "TFLITE_OPS",
+]
+
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+
+# ---------------------------------------------------------------- fixed-point requantization
+
+def quantize_multiplier(real_multiplier: float) -> tuple[int, int]:
+    """Split a positive real multiplier into ``(M0, shift)`` with ``real ~= M0 * 2**(shift - 31)``.
+
+    ``M0`` is an int32 in ``[2**30, 2**31)`` (a Q0.31 fixed-point number in [0.5, 1)); TFLite's
+    ``QuantizeMultiplier``: frexp, round half away from zero, renormalize if rounding reached 1,
+    flush multipliers below about 2**-31 to zero.
+
+    >>> quantize_multiplier(0.5), quantize_multiplier(0.1)
+    ((1073741824, 0), (1717986918, -3))
+    """
+    real_multiplier = float(real_multiplier)
+    if not math.isfinite(real_multiplier) or real_multiplier < 0:
+        raise ValueError(f"the multiplier must be finite and >= 0; got {real_multiplier!r}.")
+    if real_multiplier == 0.0:
+        return 0, 0
+    fraction, shift = math.frexp(real_multiplier)  # real = fraction * 2**shift, fraction in [0.5, 1)
+    q_fixed = int(math.floor(fraction * 2**31 + 0.5))  # TfLiteRound: half away from zero (x > 0)
+    if q_fixed == 2**31:  # rounding reached 1.0: use 0.5 and one more power of two
+        q_fixed //= 2
+        shift += 1
+    if shift < -31:  # every bit would be shifted out: flush to zero, as TFLite does
+        return 0, 0
+    return q_fixed, shift
+
+
+def saturating_rounding_doubling_high_mul(a, b) -> np.ndarray:
+    """The high 32 bits of ``2 * a * b``, rounded to nearest (gemmlowp's SRDHM), for int32 a, b.
+
+    >>> saturating_rounding_doubling_high_mul([1000, -1000], 2**30).tolist()
+    [500, -500]
+    """
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    ab = a * b  # |a|, |b| < 2**31, so the product fits in int64
+    nudge = np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
+    v = ab + nudge
+    # C++ integer division truncates toward zero: shift the magnitude, then restore the sign.
+    high = np.where(v >= 0, v >> 31, -((-v) >> 31))
+    overflow = (a == INT32_MIN) & (b == INT32_MIN)
+    return np.where(overflow, INT32_MAX, high)
+
+
+def rounding_divide_by_pot(x, exponent) -> np.ndarray:
+    """``x / 2**exponent`` rounded to nearest, ties away from zero (gemmlowp's RoundingDivideByPOT).
+
+    >>> rounding_divide_by_pot([5, 6, -5, -6], 2).tolist()
+    [1, 2, -1, -2]
+    """
+    x = np.asarray(x, dtype=np.int64)
+    exponent = np.asarray(exponent, dtype=np.int64)
+    mask = (np.int64(1) << exponent) - 1
+    remainder = x & mask
+    threshold = (mask >> 1) + (x < 0)
+    return (x >> exponent) + (remainder > threshold)
+
+
+def multiply_by_quantized_multiplier(x, quantized_multiplier, shift,
+                                     rounding: str = "double") -> np.ndarray:
+    """``x * M0 * 2**(shift - 31)`` in integer arithmetic, as TFLite's MultiplyByQuantizedMultiplier.
+
+    ``rounding="double"`` is gemmlowp's two-step version (TFLite's default build): a positive
+    shift is applied to ``x`` first, then a rounding doubling high multiply, then a rounding right
+    shift; each step rounds. ``rounding="single"`` computes ``(x * M0 + 2**(30 - shift)) >>
+    (31 - shift)`` in 64 bits and rounds once (the TFLITE_SINGLE_ROUNDING variant). The two
+    differ by one in rare cases; LiteRT 2.3's reference kernels use double rounding for
+    convolutions and single rounding for FULLY_CONNECTED (measured: tests/test_integer.py).
+    ``quantized_multiplier`` and ``shift`` may be per-channel arrays (channels last).
+
+    >>> M0, shift = quantize_multiplier(0.1)
+    >>> multiply_by_quantized_multiplier([1000, 1005, -1005], M0, shift).tolist()
+    [100, 101, -101]
+    """
+    x = np.asarray(x, dtype=np.int64)
+    shift = np.asarray(shift, dtype=np.int64)
+    if rounding == "single":
+        total = 31 - shift
+        return (x * np.asarray(quantized_multiplier, dtype=np.int64) + (np.int64(1) << (total - 1))) >> total
+    if rounding != "double":
+        raise ValueError(f"rounding must be 'double' or 'single'; got {rounding!r}.")
+    left = np.maximum(shift, 0)
+    right = np.maximum(-shift, 0)
+    shifted = x * (np.int64(1) << left)
+    if np.any((shifted < INT32_MIN) | (shifted > INT32_MAX)):
+        raise ValueError("the accumulator overflows int32 after the left shift.")
+    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(shifted, quantized_multiplier),
+                                  right)
+
+
+def requantize(acc, quantized_multiplier, shift, output_zero_point: int,
+               act_min: int = -128, act_max: int = 127, rounding: str = "double") -> np.ndarray:
+    """int32 accumulator to int8: multiply by ``M``, add the output zero point, clamp.
+
+    The clamp to ``[act_min, act_max]`` is also how a fused ReLU is applied: its lower end is the
+    output zero point (real 0) instead of -128.
+    """
+    out = multiply_by_quantized_multiplier(acc, quantized_multiplier, shift, rounding)
+    return np.clip(out + output_zero_point, act_min, act_max).astype(np.int8)
+
+
+def activation_range(fused: str, scale: float, zero_point: int) -> tuple[int, int]:
+    """The int8 clamp range of a fused activation ("NONE", "RELU", "RELU6", "RELU_N1_TO_1").
+
+    >>> activation_range("RELU", 0.1, -20), activation_range("RELU6", 0.05, -128)
+    ((-20, 127), (-128, -8))
+    """
+    def q(real: float) -> int:  # TFLite's Quantize helper: zero_point + round(real / scale)
+        return zero_point + int(np.round(np.float32(real) / np.float32(scale)))
+
+    if fused == "NONE":
+        return -128, 127
+    if fused == "RELU":
+        return max(-128, q(0.0)), 127
+    if fused == "RELU6":
+        return max(-128, q(0.0)), min(127, q(6.0))
+    if fused == "RELU_N1_TO_1":
+        return max(-128, q(-1.0)), min(127, q(1.0))
+    raise NotImplementedError(f"fused activation {fused} is not supported")
+
+
+# ---------------------------------------------------------------- layers
+
+def _int_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Exact integer matrix product through float64 BLAS (sums of int8 products < 2**53)."""
+    return np.rint(a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
+
+
+def fully_connected(x_q, input_zero_point: int, w_q, bias_q, quantized_multiplier, shift,
+                    output_zero_point: int, act_min: int = -128, act_max: int = 127,
+                    rounding: str = "single") -> np.ndarray:
+    """int8 fully connected layer: ``x_q`` (batch, in), ``w_q`` (out, in) with weight zero point 0.
+
+    Rounds the requantization once, as LiteRT's reference FULLY_CONNECTED does.
+
+    >>> fully_connected([[10, -3]], -3, [[2, 1], [0, -1]], [5, 0], *quantize_multiplier(0.5), 1).tolist()
+    [[17, 1]]
+    """
+    x = np.asarray(x_q, dtype=np.int64) - input_zero_point
+    acc = _int_matmul(x, np.asarray(w_q).T)
+    if bias_q is not None:
+        acc = acc + np.asarray(bias_q, dtype=np.int64)
+    return requantize(acc, quantized_multiplier, shift, output_zero_point, act_min, act_max,
+                      rounding)
+
+
+def _out_size_and_padding(in_size: int, filter_size: int, stride: int, dilation: int,
+                          padding: str) -> tuple[int, int, int]:
+    """Output size and (before, after) padding, as TFLite's ComputePaddingHeightWidth."""
+    effective = (filter_size - 1) * dilation + 1
+    if padding == "SAME":
+        out = (in_size + stride - 1) // stride
+    elif padding == "VALID":
+        out = (in_size - effective + stride) // stride
+    else:
+        raise ValueError(f"padding must be 'SAME' or 'VALID'; got {padding!r}.")
+    total = max(0, (out - 1) * stride + effective - in_size)
+    return out, total // 2, total - total // 2
+
+
+def _windows(x: np.ndarray, kh: int, kw: int, stride: tuple[int, int], dilation: tuple[int, int],
+             padding: str, fill) -> np.ndarray:
+    """Patches of an NHWC array: shape (N, out_h, out_w, kh, kw, C), padded with ``fill``."""
+    n, h, w, c = x.shape
+    out_h, top, bottom = _out_size_and_padding(h, kh, stride[0], dilation[0], padding)
+    out_w, left, right = _out_size_and_padding(w, kw, stride[1], dilation[1], padding)
+    padded = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=fill)
+    eff_h, eff_w = (kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1
+    win = np.lib.stride_tricks.sliding_window_view(padded, (eff_h, eff_w), axis=(1, 2))
+    win = win[:, : (out_h - 1) * stride[0] + 1 : stride[0], : (out_w - 1) * stride[1] + 1 : stride[1]]
+    win = win[..., :: dilation[0], :: dilation[1]]  # (N, out_h, out_w, C, kh, kw)
+    return np.moveaxis(win, 3, -1)
+
+
+def conv2d(x_q, input_zero_point: int, w_q, bias_q, quantized_multiplier, shift,
+           output_zero_point: int, stride=(1, 1), padding: str = "SAME", dilation=(1, 1),
+           act_min: int = -128, act_max: int = 127) -> np.ndarray:
+    """int8 2-D convolution, NHWC input and OHWI weights (TFLite's layout), per-channel M0/shift.
+
+    Padding contributes nothing: padded positions hold the input zero point, i.e. real 0.
+    """
+    x = np.asarray(x_q, dtype=np.int64) - input_zero_point
+    w = np.asarray(w_q)
+    out_c, kh, kw, in_c = w.shape
+    patches = _windows(x, kh, kw, tuple(stride), tuple(dilation), padding, 0)
+    n, oh, ow = patches.shape[:3]
+    acc = _int_matmul(patches.reshape(n * oh * ow, kh * kw * in_c), w.reshape(out_c, -1).T)
+    if bias_q is not None:
+        acc = acc + np.asarray(bias_q, dtype=np.int64)
+    out = requantize(acc, quantized_multiplier, shift, output_zero_point, act_min, act_max)
+    return out.reshape(n, oh, ow, out_c)
+
+
+def depthwise_conv2d(x_q, input_zero_point: int, w_q, bias_q, quantized_multiplier, shift,
+                     output_zero_point: int, stride=(1, 1), padding: str = "SAME",
+                     dilation=(1, 1), act_min: int = -128, act_max: int = 127) -> np.ndarray:
+    """int8 depthwise convolution: weights (1, kh, kw, C * depth_multiplier), NHWC input."""
+    x = np.asarray(x_q, dtype=np.int64) - input_zero_point
+    w = np.asarray(w_q, dtype=np.int64)
+    _, kh, kw, out_c = w.shape
+    in_c = x.shape[-1]
+    multiplier = out_c // in_c
+    patches = _windows(x, kh, kw, tuple(stride), tuple(dilation), padding, 0)
+    # output channel oc = ic * multiplier + m reads input channel ic
+    patches = np.repeat(patches, multiplier, axis=-1)
+    acc = np.einsum("nhwijc,ijc->nhwc", patches, w[0])
+    if bias_q is not None:
+        acc = acc + np.asarray(bias_q, dtype=np.int64)
+    return requantize(acc, quantized_multiplier, shift, output_zero_point, act_min, act_max)
+
+
+def max_pool2d(x_q, size, stride, padding: str = "VALID", act_min: int = -128,
+               act_max: int = 127) -> np.ndarray:
+    """int8 max pooling (input and output share scale and zero point); padding never wins."""
+    patches = _windows(np.asarray(x_q, dtype=np.int64), size[0], size[1], tuple(stride), (1, 1),
+                       padding, np.iinfo(np.int64).min)
+    return np.clip(patches.max(axis=(3, 4)), act_min, act_max).astype(np.int8)
+
+
+def average_pool2d(x_q, size, stride, padding: str = "VALID", act_min: int = -128,
+                   act_max: int = 127) -> np.ndarray:
+    """int8 average pooling over the valid positions, rounded half away from zero."""
+    x = np.asarray(x_q, dtype=np.int64)
+    ones = np.ones(x.shape[:3] + (1,), dtype=np.int64)
+    total = _windows(x, size[0], size[1], tuple(stride), (1, 1), padding, 0).sum(axis=(3, 4))
+    count = _windows(ones, size[0], size[1], tuple(stride), (1, 1), padding, 0).sum(axis=(3, 4))
+    half = count // 2
+    # C++ division truncates toward zero; with the +-half nudge that rounds half away from zero
+    avg = np.where(total > 0, (total + half) // count, -((-(total - half)) // count))
+    return np.clip(avg, act_min, act_max).astype(np.int8)
+
+
+class AddParams(NamedTuple):
+    left_shift: int
+    input1_multiplier: int
+    input1_shift: int
+    input2_multiplier: int
+    input2_shift: int
+    output_multiplier: int
+    output_shift: int
+
+
+def add_params(scale1: float, scale2: float, output_scale: float) -> AddParams:
+    """Fixed-point parameters of an int8 ADD, as TFLite's add.cc prepares them (left shift 20)."""
+    left_shift = 20
+    twice_max = 2 * max(float(np.float32(scale1)), float(np.float32(scale2)))
+    m1 = quantize_multiplier(float(np.float32(scale1)) / twice_max)
+    m2 = quantize_multiplier(float(np.float32(scale2)) / twice_max)
+    mo = quantize_multiplier(twice_max / ((1 << left_shift) * float(np.float32(output_scale))))
+    return AddParams(left_shift, *m1, *m2, *mo)
+
+
+def add(x1_q, zero_point1: int, scale1: float, x2_q, zero_point2: int, scale2: float,
+        output_scale: float, output_zero_point: int, act_min: int = -128,
+        act_max: int = 127) -> np.ndarray:
+    """int8 elementwise add of two tensors with different scales (TFLite's reference Add).
+
+    Both inputs are shifted left by 20 bits, rescaled to a common scale (twice the larger input
+    scale) in fixed point, summed, then rescaled to the output.
+    """
+    p = add_params(scale1, scale2, output_scale)
+    a = (np.asarray(x1_q, dtype=np.int64) - zero_point1) << p.left_shift
+    b = (np.asarray(x2_q, dtype=np.int64) - zero_point2) << p.left_shift
+    a = multiply_by_quantized_multiplier(a, p.input1_multiplier, p.input1_shift)
+    b = multiply_by_quantized_multiplier(b, p.input2_multiplier, p.input2_shift)
+    out = multiply_by_quantized_multiplier(a + b, p.output_multiplier, p.output_shift)
+    return np.clip(out + output_zero_point, act_min, act_max).astype(np.int8)
+
+
+# ---------------------------------------------------------------- BatchNorm folding
+
+def fold_batchnorm(w, b, gamma, beta, mean, var, eps: float = 1e-5, axis: int = 0):
+    """Fold BatchNorm into the preceding conv/linear: ``w' = w * g``, ``b' = (b - mean) * g + beta``.
+
+    ``g = gamma / sqrt(var + eps)`` per output channel, which lies on ``axis`` of ``w``.
+
+    >>> w, b = fold_batchnorm(np.ones((2, 3)), np.zeros(2), [1.0, 2.0], [0.0, 1.0], [0.0, 0.5], [1.0, 4.0], eps=0.0)
+    >>> w.tolist(), b.tolist()
+    ([[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]], [0.0, 0.5])
+    """
+    w = np.asarray(w, dtype=np.float64)
+    g = np.asarray(gamma, dtype=np.float64) / np.sqrt(np.asarray(var, dtype=np.float64) + eps)
+    shape = [1] * w.ndim
+    shape[axis] = -1
+    b = np.zeros_like(g) if b is None else np.asarray(b, dtype=np.float64)
+    return w * g.reshape(shape), (b - np.asarray(mean, dtype=np.float64)) * g + np.asarray(beta)
+
+
+# ---------------------------------------------------------------- a whole .tflite model
+
+TFLITE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MAX_POOL_2D",
+              "AVERAGE_POOL_2D", "ADD", "RESHAPE")
+
+
+def run_int8_tflite(model_content: bytes, x_q, return_all: bool = False):
+    """Execute a full-integer .tflite model (int8 input and output) in numpy integer arithmetic.
+
+    Bit-exact with LiteRT run with ``OpResolverType.BUILTIN_REF``. Supported ops are listed in
+    ``TFLITE_OPS``; anything else raises NotImplementedError naming the op. With
+    ``return_all=True`` it also returns every intermediate tensor by index, for debugging.
+    """
+    from tutorial_lib import tflite_file
+
+    graph = tflite_file.read(model_content)
+    (inp,) = graph.inputs
+    if graph.tensors[inp].dtype != np.int8:
+        raise ValueError(
+            f"the model's input is {graph.tensors[inp].dtype}, not int8: convert it with int8 "
+            "input and output (TFLiteConverter with inference_input_type = tf.int8, or "
+            "tl.tflite_bridge.convert(model, 'integer_only', ...)).")
+    x_q = np.asarray(x_q)
+    if x_q.dtype != np.int8:
+        raise ValueError(f"x_q must be int8 (quantize it with the input's scale and zero point); "
+                         f"got {x_q.dtype}.")
+    values: dict[int, np.ndarray] = {i: t.data for i, t in enumerate(graph.tensors) if t.data is not None}
+    values[inp] = x_q
+    for op in graph.operators:
+        values[op.outputs[0]] = _run_op(graph, op, values)
+    out = values[graph.outputs[0]]
+    return (out, values) if return_all else out
+
+
+def _requant_params(graph, op):
+    """Per-channel (M0, shift) for a conv/FC op, computed as TFLite's Prepare does."""
+    x, w, y = (graph.tensors[i] for i in op.inputs[:2] + op.outputs[:1])
+    w_scales = np.atleast_1d(w.scale)
+    if op.name == "FULLY_CONNECTED" and w_scales.size == 1:
+        # GetQuantizedConvolutionMultipler: the scale product is taken in float32 first
+        real = [float(np.float32(x.scale) * np.float32(w_scales[0])) / float(np.float32(y.scale))]
+    else:  # PopulateConvolutionQuantizationParams: double arithmetic per channel
+        real = [float(np.float32(x.scale)) * float(s) / float(np.float32(y.scale))
+                for s in w_scales.astype(np.float32)]
+    m0, shift = zip(*(quantize_multiplier(r) for r in real), strict=True)
+    return np.array(m0, dtype=np.int64), np.array(shift, dtype=np.int64)
+
+
+def _run_op(graph, op, values):
+    t = graph.tensors
+    opts = op.options
+    out = t[op.outputs[0]]
+    if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MAX_POOL_2D",
+                   "AVERAGE_POOL_2D", "ADD"):
+        act = activation_range(opts.get("fused_activation", "NONE"), float(out.scale), int(out.zero_point))
+    x = values[op.inputs[0]]
+    if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+        m0, shift = _requant_params(graph, op)
+        bias = values[op.inputs[2]] if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+        common = (int(t[op.inputs[0]].zero_point), values[op.inputs[1]], bias, m0, shift,
+                  int(out.zero_point))
+        if op.name == "FULLY_CONNECTED":
+            w = values[op.inputs[1]]
+            y = fully_connected(x.reshape(-1, w.shape[1]), *common, *act)
+            return y.reshape((*x.shape[:-1], -1)) if opts.get("keep_num_dims") else y
+        kernel = conv2d if op.name == "CONV_2D" else depthwise_conv2d
+        return kernel(x, *common, stride=opts["stride"], padding=opts["padding"],
+                      dilation=opts["dilation"], act_min=act[0], act_max=act[1])
+    if op.name == "MAX_POOL_2D":
+        return max_pool2d(x, opts["filter"], opts["stride"], opts["padding"], *act)
+    if op.name == "AVERAGE_POOL_2D":
+        return average_pool2d(x, opts["filter"], opts["stride"], opts["padding"], *act)
+    if op.name == "ADD":
+        a, b = (t[i] for i in op.inputs[:2])
+        return add(x, int(a.zero_point), float(a.scale), values[op.inputs[1]], int(b.zero_point),
+                   float(b.scale), float(out.scale), int(out.zero_point), *act)
+    if op.name == "RESHAPE":
+        # the file stores shapes for batch 1; keep the batch of the data we run
+        return x.reshape((x.shape[0], *out.shape[1:]))
+    raise NotImplementedError(
+        f"{op.name} is not implemented in tl.run_int8_tflite (supported: {', '.join(TFLITE_OPS)})")

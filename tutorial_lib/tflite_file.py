@@ -1,0 +1,114 @@
+"""Read a .tflite file (a FlatBuffer) into plain Python: tensors, their quantization, operators.
+
+Uses the schema classes that ship with ``ai_edge_litert`` (no TensorFlow import). The result is
+what ``tl.run_int8_tflite`` executes and what the lessons print: for every tensor its shape,
+dtype, scale(s), zero point(s) and, for constants, its data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["Tensor", "Operator", "Graph", "read"]
+
+_DTYPES = {"FLOAT32": np.float32, "FLOAT16": np.float16, "INT32": np.int32, "UINT8": np.uint8,
+           "INT64": np.int64, "INT16": np.int16, "INT8": np.int8, "BOOL": np.bool_}
+
+
+@dataclass
+class Tensor:
+    index: int
+    name: str
+    shape: tuple[int, ...]
+    dtype: type
+    scale: float | np.ndarray | None = None  # one value, or one per channel
+    zero_point: int | np.ndarray | None = None
+    quantized_dimension: int = 0
+    data: np.ndarray | None = None  # constants (weights, biases, shapes)
+
+
+@dataclass
+class Operator:
+    name: str  # e.g. "CONV_2D"
+    inputs: list[int]
+    outputs: list[int]
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class Graph:
+    tensors: list[Tensor]
+    operators: list[Operator]
+    inputs: list[int]
+    outputs: list[int]
+
+
+def _names(enum_class) -> dict[int, str]:
+    return {v: k for k, v in vars(enum_class).items() if not k.startswith("_") and isinstance(v, int)}
+
+
+def _options(schema, opts) -> dict:
+    """Normalize the builtin options the course's kernels use."""
+    if opts is None:
+        return {}
+    padding = _names(schema.Padding)
+    activation = _names(schema.ActivationFunctionType)
+    found = {}
+    if hasattr(opts, "padding"):
+        found["padding"] = padding[opts.padding]
+    if hasattr(opts, "strideH"):
+        found["stride"] = (opts.strideH, opts.strideW)
+    if hasattr(opts, "dilationHFactor"):
+        found["dilation"] = (opts.dilationHFactor, opts.dilationWFactor)
+    if hasattr(opts, "filterHeight"):
+        found["filter"] = (opts.filterHeight, opts.filterWidth)
+    if hasattr(opts, "fusedActivationFunction"):
+        found["fused_activation"] = activation[opts.fusedActivationFunction]
+    if hasattr(opts, "keepNumDims"):
+        found["keep_num_dims"] = bool(opts.keepNumDims)
+    if hasattr(opts, "depthMultiplier"):
+        found["depth_multiplier"] = opts.depthMultiplier
+    return found
+
+
+def read(model_content: bytes) -> Graph:
+    """Parse the first subgraph of a .tflite model.
+
+    Raises ValueError if the bytes are not a TFLite model.
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    buf = bytes(model_content)
+    if len(buf) < 8 or buf[4:8] != b"TFL3":
+        raise ValueError("these bytes are not a .tflite model (the file identifier 'TFL3' is missing).")
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(buf, 0))
+    subgraph = model.subgraphs[0]
+    types = _names(schema.TensorType)
+    ops = _names(schema.BuiltinOperator)
+    tensors = []
+    for i, t in enumerate(subgraph.tensors):
+        dtype = _DTYPES.get(types[t.type], None)
+        shape = tuple(int(s) for s in (t.shape if t.shape is not None else ()))
+        tensor = Tensor(i, t.name.decode() if isinstance(t.name, bytes) else str(t.name), shape, dtype)
+        q = t.quantization
+        if q is not None and q.scale is not None and len(q.scale) > 0:
+            scale = np.asarray(q.scale, dtype=np.float32)
+            zero_point = np.asarray(q.zeroPoint, dtype=np.int64)
+            tensor.scale = float(scale[0]) if scale.size == 1 else scale
+            tensor.zero_point = int(zero_point[0]) if zero_point.size == 1 else zero_point
+            tensor.quantized_dimension = int(q.quantizedDimension)
+        raw = model.buffers[t.buffer].data if t.buffer < len(model.buffers) else None
+        if raw is not None and len(raw) > 0 and dtype is not None:
+            tensor.data = np.frombuffer(np.asarray(raw, dtype=np.uint8).tobytes(), dtype=dtype).reshape(shape)
+        tensors.append(tensor)
+    operators = []
+    for op in subgraph.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
+        operators.append(Operator(ops[builtin], [int(i) for i in op.inputs],
+                                  [int(i) for i in op.outputs],
+                                  _options(schema, op.builtinOptions)))
+    return Graph(tensors, operators, [int(i) for i in subgraph.inputs],
+                 [int(i) for i in subgraph.outputs])
