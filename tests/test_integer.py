@@ -127,7 +127,16 @@ def models():
     res = L.ReLU()(L.Add()([a, b]))
     out = L.Dense(3)(L.Flatten()(res))
     residual = K.Model(inp, out)
+    conv = K.Sequential([
+        L.InputLayer(input_shape=(12, 12, 8)),
+        L.Conv2D(16, 3, padding="same", activation="relu"),
+        L.MaxPooling2D(2),
+        L.Conv2D(16, 3, padding="same"),
+        L.Flatten(),
+        L.Dense(10),
+    ])
     return {"mlp": (_convert(mlp, (64,), 1), (64,)),
+            "conv_maxpool": (_convert(conv, (12, 12, 8), 6), (12, 12, 8)),
             "cnn_depthwise_pool": (_convert(cnn, (16, 16, 3), 2), (16, 16, 3)),
             "residual_add": (_convert(residual, (8, 8, 4), 3), (8, 8, 4))}
 
@@ -179,3 +188,18 @@ def test_float_input_data_is_refused(models):
     content, shape = models["mlp"]
     with pytest.raises(ValueError, match="must be int8"):
         integer.run_int8_tflite(content, np.zeros((1, *shape), np.float32))
+
+
+@pytest.mark.parametrize("name", ["mlp", "conv_maxpool"])
+def test_xnnpack_requantization_is_reproduced(models, name):
+    # XNNPACK requantizes conv and FC in float32 (scale S_x S_w / S_y, round half to even);
+    # max pooling and reshape are exact in both. (Its int8 average pooling and add use their
+    # own arithmetic, which the course does not emulate.)
+    content, shape = models[name]
+    x_q = np.random.default_rng(6).integers(-128, 128, (300, *shape)).astype(np.int8)
+    expected = tb.run_tflite(content, x_q)  # default resolver: XNNPACK delegate
+    reference = tb.run_tflite(content, x_q, reference=True)
+    got = integer.run_int8_tflite(content, x_q, requantization="xnnpack")
+    np.testing.assert_array_equal(got, expected)
+    if name == "conv_maxpool":
+        assert np.count_nonzero(reference != expected) > 0  # the difference is real

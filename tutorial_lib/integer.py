@@ -23,8 +23,9 @@ import numpy as np
 
 __all__ = [
     "quantize_multiplier", "saturating_rounding_doubling_high_mul", "rounding_divide_by_pot",
-    "multiply_by_quantized_multiplier", "requantize", "activation_range",
-    "fully_connected", "conv2d", "depthwise_conv2d", "max_pool2d", "average_pool2d", "add",
+    "multiply_by_quantized_multiplier", "requantize", "requantize_fp32", "activation_range",
+    "fully_connected", "fully_connected_acc", "conv2d", "conv2d_acc", "depthwise_conv2d",
+    "depthwise_conv2d_acc", "max_pool2d", "average_pool2d", "add",
     "fold_batchnorm", "run_int8_tflite", "TFLITE_OPS",
 ]
 
@@ -132,6 +133,19 @@ def requantize(acc, quantized_multiplier, shift, output_zero_point: int,
     return np.clip(out + output_zero_point, act_min, act_max).astype(np.int8)
 
 
+def requantize_fp32(acc, scale, output_zero_point: int, act_min: int = -128,
+                    act_max: int = 127) -> np.ndarray:
+    """int32 accumulator to int8 in float32: ``round(acc * scale) + zero_point``, half to even.
+
+    This is how XNNPACK (LiteRT's default CPU delegate) requantizes its int8 convolutions and
+    fully connected layers: ``scale = S_x * S_w / S_y`` in float32 instead of TFLite's 31-bit
+    fixed-point multiplier, so a result can differ from the reference kernels by one step.
+    """
+    scaled = np.asarray(acc).astype(np.float32) * np.asarray(scale, dtype=np.float32)
+    out = np.round(scaled).astype(np.int64) + output_zero_point
+    return np.clip(out, act_min, act_max).astype(np.int8)
+
+
 def activation_range(fused: str, scale: float, zero_point: int) -> tuple[int, int]:
     """The int8 clamp range of a fused activation ("NONE", "RELU", "RELU6", "RELU_N1_TO_1").
 
@@ -169,12 +183,16 @@ def fully_connected(x_q, input_zero_point: int, w_q, bias_q, quantized_multiplie
     >>> fully_connected([[10, -3]], -3, [[2, 1], [0, -1]], [5, 0], *quantize_multiplier(0.5), 1).tolist()
     [[17, 1]]
     """
-    x = np.asarray(x_q, dtype=np.int64) - input_zero_point
-    acc = _int_matmul(x, np.asarray(w_q).T)
-    if bias_q is not None:
-        acc = acc + np.asarray(bias_q, dtype=np.int64)
+    acc = fully_connected_acc(x_q, input_zero_point, w_q, bias_q)
     return requantize(acc, quantized_multiplier, shift, output_zero_point, act_min, act_max,
                       rounding)
+
+
+def fully_connected_acc(x_q, input_zero_point: int, w_q, bias_q) -> np.ndarray:
+    """The int32 accumulator of a fully connected layer: ``sum((q_x - Z_x) q_w) + q_b``."""
+    x = np.asarray(x_q, dtype=np.int64) - input_zero_point
+    acc = _int_matmul(x, np.asarray(w_q).T)
+    return acc if bias_q is None else acc + np.asarray(bias_q, dtype=np.int64)
 
 
 def _out_size_and_padding(in_size: int, filter_size: int, stride: int, dilation: int,
@@ -212,6 +230,13 @@ def conv2d(x_q, input_zero_point: int, w_q, bias_q, quantized_multiplier, shift,
 
     Padding contributes nothing: padded positions hold the input zero point, i.e. real 0.
     """
+    acc = conv2d_acc(x_q, input_zero_point, w_q, bias_q, stride, padding, dilation)
+    return requantize(acc, quantized_multiplier, shift, output_zero_point, act_min, act_max)
+
+
+def conv2d_acc(x_q, input_zero_point: int, w_q, bias_q, stride=(1, 1), padding: str = "SAME",
+               dilation=(1, 1)) -> np.ndarray:
+    """The int32 accumulators of a convolution, shape (N, out_h, out_w, out_channels)."""
     x = np.asarray(x_q, dtype=np.int64) - input_zero_point
     w = np.asarray(w_q)
     out_c, kh, kw, in_c = w.shape
@@ -220,26 +245,29 @@ def conv2d(x_q, input_zero_point: int, w_q, bias_q, quantized_multiplier, shift,
     acc = _int_matmul(patches.reshape(n * oh * ow, kh * kw * in_c), w.reshape(out_c, -1).T)
     if bias_q is not None:
         acc = acc + np.asarray(bias_q, dtype=np.int64)
-    out = requantize(acc, quantized_multiplier, shift, output_zero_point, act_min, act_max)
-    return out.reshape(n, oh, ow, out_c)
+    return acc.reshape(n, oh, ow, out_c)
 
 
 def depthwise_conv2d(x_q, input_zero_point: int, w_q, bias_q, quantized_multiplier, shift,
                      output_zero_point: int, stride=(1, 1), padding: str = "SAME",
                      dilation=(1, 1), act_min: int = -128, act_max: int = 127) -> np.ndarray:
     """int8 depthwise convolution: weights (1, kh, kw, C * depth_multiplier), NHWC input."""
+    acc = depthwise_conv2d_acc(x_q, input_zero_point, w_q, bias_q, stride, padding, dilation)
+    return requantize(acc, quantized_multiplier, shift, output_zero_point, act_min, act_max)
+
+
+def depthwise_conv2d_acc(x_q, input_zero_point: int, w_q, bias_q, stride=(1, 1),
+                         padding: str = "SAME", dilation=(1, 1)) -> np.ndarray:
+    """The int32 accumulators of a depthwise convolution, shape (N, out_h, out_w, channels)."""
     x = np.asarray(x_q, dtype=np.int64) - input_zero_point
     w = np.asarray(w_q, dtype=np.int64)
     _, kh, kw, out_c = w.shape
-    in_c = x.shape[-1]
-    multiplier = out_c // in_c
+    multiplier = out_c // x.shape[-1]
     patches = _windows(x, kh, kw, tuple(stride), tuple(dilation), padding, 0)
     # output channel oc = ic * multiplier + m reads input channel ic
     patches = np.repeat(patches, multiplier, axis=-1)
     acc = np.einsum("nhwijc,ijc->nhwc", patches, w[0])
-    if bias_q is not None:
-        acc = acc + np.asarray(bias_q, dtype=np.int64)
-    return requantize(acc, quantized_multiplier, shift, output_zero_point, act_min, act_max)
+    return acc if bias_q is None else acc + np.asarray(bias_q, dtype=np.int64)
 
 
 def max_pool2d(x_q, size, stride, padding: str = "VALID", act_min: int = -128,
@@ -325,13 +353,18 @@ TFLITE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MAX_POOL_2D",
               "AVERAGE_POOL_2D", "ADD", "RESHAPE")
 
 
-def run_int8_tflite(model_content: bytes, x_q, return_all: bool = False):
+def run_int8_tflite(model_content: bytes, x_q, return_all: bool = False,
+                    requantization: str = "reference"):
     """Execute a full-integer .tflite model (int8 input and output) in numpy integer arithmetic.
 
     Bit-exact with LiteRT run with ``OpResolverType.BUILTIN_REF``. Supported ops are listed in
     ``TFLITE_OPS``; anything else raises NotImplementedError naming the op. With
     ``return_all=True`` it also returns every intermediate tensor by index, for debugging.
+    ``requantization="xnnpack"`` requantizes convolutions and fully connected layers in float32
+    as XNNPACK does (``requantize_fp32``), to reproduce LiteRT's default CPU results instead.
     """
+    if requantization not in ("reference", "xnnpack"):
+        raise ValueError(f"requantization must be 'reference' or 'xnnpack'; got {requantization!r}.")
     from tutorial_lib import tflite_file
 
     graph = tflite_file.read(model_content)
@@ -348,7 +381,7 @@ def run_int8_tflite(model_content: bytes, x_q, return_all: bool = False):
     values: dict[int, np.ndarray] = {i: t.data for i, t in enumerate(graph.tensors) if t.data is not None}
     values[inp] = x_q
     for op in graph.operators:
-        values[op.outputs[0]] = _run_op(graph, op, values)
+        values[op.outputs[0]] = _run_op(graph, op, values, requantization == "xnnpack")
     out = values[graph.outputs[0]]
     return (out, values) if return_all else out
 
@@ -367,26 +400,41 @@ def _requant_params(graph, op):
     return np.array(m0, dtype=np.int64), np.array(shift, dtype=np.int64)
 
 
-def _run_op(graph, op, values):
+def _accumulate(graph, op, values) -> np.ndarray:
+    """The int32 accumulator of a CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED op."""
+    t = graph.tensors
+    opts = op.options
+    x = values[op.inputs[0]]
+    w = values[op.inputs[1]]
+    bias = values[op.inputs[2]] if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+    zero_point = int(t[op.inputs[0]].zero_point)
+    if op.name == "FULLY_CONNECTED":
+        acc = fully_connected_acc(x.reshape(-1, w.shape[1]), zero_point, w, bias)
+        return acc.reshape((*x.shape[:-1], -1)) if opts.get("keep_num_dims") else acc
+    kernel = conv2d_acc if op.name == "CONV_2D" else depthwise_conv2d_acc
+    return kernel(x, zero_point, w, bias, opts["stride"], opts["padding"], opts["dilation"])
+
+
+def _run_op(graph, op, values, fp32_requantization: bool = False):
     t = graph.tensors
     opts = op.options
     out = t[op.outputs[0]]
+    x = values[op.inputs[0]]
     if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MAX_POOL_2D",
                    "AVERAGE_POOL_2D", "ADD"):
-        act = activation_range(opts.get("fused_activation", "NONE"), float(out.scale), int(out.zero_point))
-    x = values[op.inputs[0]]
+        act = activation_range(opts.get("fused_activation", "NONE"), float(out.scale),
+                               int(out.zero_point))
     if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+        acc = _accumulate(graph, op, values)
+        if fp32_requantization:
+            w = t[op.inputs[1]]
+            scale = (np.float32(t[op.inputs[0]].scale) * np.atleast_1d(w.scale).astype(np.float32)
+                     / np.float32(out.scale)).astype(np.float32)
+            return requantize_fp32(acc, scale, int(out.zero_point), *act)
         m0, shift = _requant_params(graph, op)
-        bias = values[op.inputs[2]] if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
-        common = (int(t[op.inputs[0]].zero_point), values[op.inputs[1]], bias, m0, shift,
-                  int(out.zero_point))
-        if op.name == "FULLY_CONNECTED":
-            w = values[op.inputs[1]]
-            y = fully_connected(x.reshape(-1, w.shape[1]), *common, *act)
-            return y.reshape((*x.shape[:-1], -1)) if opts.get("keep_num_dims") else y
-        kernel = conv2d if op.name == "CONV_2D" else depthwise_conv2d
-        return kernel(x, *common, stride=opts["stride"], padding=opts["padding"],
-                      dilation=opts["dilation"], act_min=act[0], act_max=act[1])
+        # LiteRT 2.3's reference FULLY_CONNECTED rounds once, its convolutions twice
+        rounding = "single" if op.name == "FULLY_CONNECTED" else "double"
+        return requantize(acc, m0, shift, int(out.zero_point), *act, rounding=rounding)
     if op.name == "MAX_POOL_2D":
         return max_pool2d(x, opts["filter"], opts["stride"], opts["padding"], *act)
     if op.name == "AVERAGE_POOL_2D":
