@@ -22,6 +22,15 @@ def symmetric_scales(w, axis):
     return tl.choose_qparams(-m, m, -127, 127, symmetric=True).scale
 
 
+def requantize_single(acc, m0, shift, zero_point):
+    out = tl.integer.multiply_by_quantized_multiplier(acc, m0, shift, "single") + zero_point
+    return np.clip(out, -128, 127).astype(np.int8)
+
+
+def int8_linear(x_q, x_zero_point, w_q, bias_q, m0, shift, y_zero_point):
+    return tl.integer.fully_connected(x_q, x_zero_point, w_q, bias_q, m0, shift, y_zero_point)
+
+
 REFERENCES = {
     "fp32_fields": lambda x: tuple(int(v) for v in tl.formats.fields(x)),
     "fp32_value": tl.formats.compose,
@@ -32,6 +41,11 @@ REFERENCES = {
     "dequantize": tl.dequantize,
     "sqnr_db": tl.metrics.sqnr_db,
     "symmetric_scales": symmetric_scales,
+    "quantize_multiplier": tl.integer.quantize_multiplier,
+    "requantize": requantize_single,
+    "quantize_bias": lambda b, sx, sw: np.round(b / (sx * np.asarray(sw))).astype(np.int32),
+    "int8_linear": int8_linear,
+    "fold_batchnorm": lambda w, b, g, beta, m, v, eps: tl.integer.fold_batchnorm(w, b, g, beta, m, v, eps),
 }
 
 # The seed's bugs and other classic mistakes, each of which a checker must catch.
@@ -46,6 +60,13 @@ MISTAKES = {
     "dequantize": lambda q, s, z: (q - z) * s,
     "sqnr_db": lambda x, x_hat: 20 * math.log10(np.sum(x**2) / np.sum((x - x_hat) ** 2)),
     "symmetric_scales": lambda w, axis: np.abs(w).max(axis=axis) / 127,
+    "quantize_multiplier": lambda r: (int(math.frexp(r)[0] * 2**31), math.frexp(r)[1]),  # truncates
+    "requantize": lambda acc, m0, shift, zp: (acc * m0 / 2.0 ** (31 - shift) + zp).astype(np.int8),
+    "quantize_bias": lambda b, sx, sw: np.round(b / np.asarray(sw)).astype(np.int32),
+    "int8_linear": lambda x, zx, w, b, m0, s, zy: requantize_single(
+        (x - np.int8(zx)).astype(np.int64) @ w.T.astype(np.int64) + b, m0, s, zy),  # int8 wrap
+    "fold_batchnorm": lambda w, b, g, beta, m, v, eps: (
+        w * (g / (v + eps))[:, None], (b - m) * g / (v + eps) + beta),
 }
 
 

@@ -24,6 +24,8 @@ __all__ = [
     "check_fp32_fields", "check_fp32_value", "check_fp16_below", "check_model_bytes",
     "check_choose_qparams", "check_quantize", "check_dequantize", "check_sqnr_db",
     "check_symmetric_scales",
+    "check_quantize_multiplier", "check_requantize", "check_quantize_bias", "check_int8_linear",
+    "check_fold_batchnorm",
 ]
 
 
@@ -339,3 +341,117 @@ def check_symmetric_scales(fn: Callable[[np.ndarray, int], np.ndarray]) -> Check
     return run_checks("symmetric_scales", fn, cases, rtol=1e-6, arg_names=["w", "axis"], hint=(
         "scale = max(|w| over the channel) / 127 (int8 narrow range [-127, 127]), floored at "
         "np.finfo(np.float32).eps; one scale per index along `axis`."))
+
+
+# ---------------------------------------------------------------- lesson 04: integer inference
+
+def _requant_single(acc: int, m0: int, shift: int) -> int:
+    """(acc * M0 + 2**(30 - shift)) >> (31 - shift) with Python's exact integers."""
+    return (acc * m0 + (1 << (30 - shift))) >> (31 - shift)
+
+
+def check_quantize_multiplier(fn: Callable[[float], tuple[int, int]]) -> CheckResult:
+    """``fn(real) -> (M0, shift)`` with ``real ~= M0 * 2**(shift - 31)``, M0 in [2**30, 2**31)."""
+    cases = [
+        Case((0.5,), (1073741824, 0), "0.5 = 0.5 * 2**0"),
+        Case((0.25,), (1073741824, -1), "0.25 = 0.5 * 2**-1"),
+        Case((0.75,), (1610612736, 0), "0.75 = 0.75 * 2**0"),
+        Case((1.0,), (1073741824, 1), "1.0 = 0.5 * 2**1: frexp's fraction is in [0.5, 1)"),
+        Case((0.1,), (1717986918, -3), "0.1 = 0.8 * 2**-3; 0.8 * 2**31 rounds to 1717986918"),
+        Case((1 - 1e-9,), (2147483646, 0), "just below 1"),
+        Case((2 - 1e-11,), (1073741824, 2), "rounding reaches 2**31: renormalize",
+             "if round(fraction * 2**31) == 2**31, halve it and add one to the shift."),
+        Case((0.0,), (0, 0), "zero", "a zero multiplier is (0, 0): frexp(0) has no exponent."),
+    ]
+    return run_checks("quantize_multiplier", fn, cases, arg_names=["real"], hint=(
+        "fraction, shift = math.frexp(real); M0 = round(fraction * 2**31) (half away from zero)."))
+
+
+def check_requantize(fn: Callable[..., np.ndarray]) -> CheckResult:
+    """``fn(acc, M0, shift, output_zero_point) -> int8``: single-rounding requantization, clamped."""
+    m01, s01 = 1717986918, -3  # 0.1
+    m3, s3 = 1610612736, -2  # 0.1875
+    cases = []
+    for accs, m0, shift, zp, about in [
+        ([1000, -1000, 0], m01, s01, 0, "M = 0.1, zero point 0"),
+        ([1000, -1000, 0], m01, s01, 5, "the zero point is added after the multiply"),
+        ([10, 11, -11], m3, s3, 0, "M = 0.1875: 1.875 and 2.0625 round to 2"),
+        ([5000, -5000], m01, s01, 0, "500 must clamp to 127, -500 to -128"),
+        ([1200, 1300], m01, s01, 10, "120 + 10 clamps at 127"),
+    ]:
+        expected = np.array([min(127, max(-128, _requant_single(a, m0, shift) + zp)) for a in accs])
+        hint = ("clamp to [-128, 127] after adding the zero point, then cast to int8."
+                if "clamp" in about else "")
+        cases.append(Case((np.array(accs, np.int32), m0, shift, zp), expected, about, hint))
+    return run_checks("requantize", fn, cases,
+                      arg_names=["acc", "quantized_multiplier", "shift", "output_zero_point"], hint=(
+        "in int64: (acc * M0 + 2**(30 - shift)) >> (31 - shift), then + output_zero_point, clamp."))
+
+
+def check_quantize_bias(fn: Callable[..., np.ndarray]) -> CheckResult:
+    """``fn(b, input_scale, weight_scale) -> int32 bias``: ``round(b / (S_x * S_w))``."""
+    a = np.array
+    cases = [
+        Case((a([0.5, -0.25]), 0.01, a([0.1, 0.05])), a([500, -500]), "per-channel weight scales"),
+        Case((a([0.3]), 0.02, a([0.1])), a([150]), "bias scale is S_x * S_w, not S_w alone",
+             "the accumulator counts units of S_x * S_w: divide by that product."),
+        Case((a([1.0, 2.0]), 0.5, 0.25), a([8, 16]), "one weight scale for all channels"),
+        Case((a([0.0, 1e-6]), 0.1, a([0.1, 0.1])), a([0, 0]), "zero and a tiny bias"),
+        Case((a([123.456]), 1e-3, a([1e-3])), a([123456000]), "a large bias still fits in int32",
+             "int32 holds +-2.1e9: store the bias as int32, not int8."),
+        Case((a([-0.0371]), 0.01, a([0.1])), a([-37]), "negative values round to nearest"),
+    ]
+    return run_checks("quantize_bias", fn, cases,
+                      arg_names=["b", "input_scale", "weight_scale"], hint=(
+        "q_b = np.round(b / (input_scale * weight_scale)).astype(np.int32)."))
+
+
+def check_int8_linear(fn: Callable[..., np.ndarray]) -> CheckResult:
+    """``fn(x_q, x_zero_point, w_q, bias_q, M0, shift, y_zero_point) -> int8`` (batch, out)."""
+    rng = np.random.default_rng(44)
+    cases = []
+    specs = [
+        ([[10, -3]], -3, [[2, 1], [0, -1]], [5, 0], (1073741824, 0), 1, "a 2x2 layer, M = 0.5"),
+        ([[-128, -128, -128]], -128, [[127, 127, 127]], [0], (1073741824, 0), 0,
+         "inputs at their zero point are real 0"),
+        (rng.integers(-128, 128, (3, 16)).tolist(), 7, rng.integers(-127, 128, (4, 16)).tolist(),
+         rng.integers(-500, 500, 4).tolist(), (1717986918, -8), -20, "random 3x16 to 4"),
+        (rng.integers(-128, 128, (2, 32)).tolist(), -128, rng.integers(-127, 128, (5, 32)).tolist(),
+         [0] * 5, (1610612736, -6), 0, "asymmetric input with zero point -128",
+         ),
+    ]
+    for x, zx, w, b, (m0, shift), zy, about in specs:
+        expected = np.array([[min(127, max(-128, _requant_single(
+            sum(wi * (xi - zx) for xi, wi in zip(row, wrow, strict=True)) + bj, m0, shift) + zy))
+            for wrow, bj in zip(w, b, strict=True)] for row in x])
+        cases.append(Case((np.array(x, np.int8), zx, np.array(w, np.int8), np.array(b, np.int32),
+                           m0, shift, zy), expected, about,
+                          "subtract the input zero point in int32 before multiplying: int8 "
+                          "arithmetic wraps." if "zero point -128" in about else ""))
+    return run_checks("int8_linear", fn, cases, arg_names=[
+        "x_q", "x_zero_point", "w_q", "bias_q", "quantized_multiplier", "shift", "y_zero_point"],
+        hint="acc = (x_q - Z_x) @ w_q.T + bias_q in int64, then requantize as in the exercise above.")
+
+
+def check_fold_batchnorm(fn: Callable[..., tuple[np.ndarray, np.ndarray]]) -> CheckResult:
+    """``fn(w, b, gamma, beta, mean, var, eps) -> (w_folded, b_folded)``, channels on axis 0."""
+    a = np.array
+    w = np.arange(6, dtype=np.float64).reshape(2, 3)
+    cases = [
+        Case((w, a([0.0, 0.0]), a([1.0, 1.0]), a([0.0, 0.0]), a([0.0, 0.0]), a([1.0, 1.0]), 0.0),
+             (w, a([0.0, 0.0])), "identity BatchNorm changes nothing"),
+        Case((w, a([1.0, -1.0]), a([2.0, 0.5]), a([0.0, 0.0]), a([0.0, 0.0]), a([1.0, 1.0]), 0.0),
+             (w * a([[2.0], [0.5]]), a([2.0, -0.5])), "gamma scales weights and bias per channel"),
+        Case((w, a([0.0, 0.0]), a([1.0, 1.0]), a([3.0, -1.0]), a([1.0, 2.0]), a([1.0, 1.0]), 0.0),
+             (w, a([2.0, -3.0])), "the mean is subtracted before beta is added",
+             "b_folded = (b - mean) * g + beta, with g = gamma / sqrt(var + eps)."),
+        Case((w, a([0.0, 0.0]), a([1.0, 1.0]), a([0.0, 0.0]), a([0.0, 0.0]), a([4.0, 0.25]), 0.0),
+             (w * a([[0.5], [2.0]]), a([0.0, 0.0])), "divide by the standard deviation, not the variance",
+             "g = gamma / sqrt(var + eps): take the square root of the variance."),
+        Case((w, a([0.0, 0.0]), a([1.0, 1.0]), a([0.0, 0.0]), a([0.0, 0.0]), a([0.0, 0.0]), 1.0),
+             (w, a([0.0, 0.0])), "eps goes under the square root"),
+    ]
+    return run_checks("fold_batchnorm", fn, cases, rtol=1e-9, atol=1e-12,
+                      arg_names=["w", "b", "gamma", "beta", "mean", "var", "eps"], hint=(
+        "g = gamma / sqrt(var + eps) per output channel; w_folded = w * g[:, None]; "
+        "b_folded = (b - mean) * g + beta."))
