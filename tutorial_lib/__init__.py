@@ -17,15 +17,17 @@ from tutorial_lib.affine import (
     qrange,
     quantize,
 )
+from tutorial_lib.integer import run_int8_tflite
 
 __version__ = "0.1.0"
 
 _SUBMODULES = {
     "affine", "checks", "data", "formats", "metrics", "models", "tflite_bridge", "torch_bridge",
-    "viz", "env", "integer", "tflite_file",
+    "viz", "env", "integer", "tflite_file", "observers", "packing", "groupwise",
 }
 
 __all__ = ["QParams", "choose_qparams", "dequantize", "fake_quantize", "qrange", "quantize",
+           "run_int8_tflite",
            *sorted(_SUBMODULES)]
 
 
