@@ -135,13 +135,21 @@ def models():
         L.Flatten(),
         L.Dense(10),
     ])
+    gap = K.Sequential([
+        L.InputLayer(input_shape=(6, 6, 8)),
+        L.Conv2D(8, 3, padding="same", activation="relu"),
+        L.GlobalAveragePooling2D(),
+        L.Dense(4),
+    ])
     return {"mlp": (_convert(mlp, (64,), 1), (64,)),
+            "global_average_pool": (_convert(gap, (6, 6, 8), 7), (6, 6, 8)),
             "conv_maxpool": (_convert(conv, (12, 12, 8), 6), (12, 12, 8)),
             "cnn_depthwise_pool": (_convert(cnn, (16, 16, 3), 2), (16, 16, 3)),
             "residual_add": (_convert(residual, (8, 8, 4), 3), (8, 8, 4))}
 
 
-@pytest.mark.parametrize("name", ["mlp", "cnn_depthwise_pool", "residual_add"])
+@pytest.mark.parametrize("name", ["mlp", "cnn_depthwise_pool", "residual_add",
+                                  "global_average_pool"])
 def test_run_int8_tflite_is_bit_exact(models, name):
     content, shape = models[name]
     rng = np.random.default_rng(4)
@@ -163,7 +171,7 @@ def test_models_cover_the_ops(models):
     for content, _ in models.values():
         seen |= {op.name for op in tflite_file.read(content).operators}
     assert {"FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D",
-            "ADD", "RESHAPE"} <= seen
+            "ADD", "RESHAPE", "MEAN"} <= seen
 
 
 def test_unsupported_op_is_named():

@@ -25,7 +25,7 @@ __all__ = [
     "quantize_multiplier", "saturating_rounding_doubling_high_mul", "rounding_divide_by_pot",
     "multiply_by_quantized_multiplier", "requantize", "requantize_fp32", "activation_range",
     "fully_connected", "fully_connected_acc", "conv2d", "conv2d_acc", "depthwise_conv2d",
-    "depthwise_conv2d_acc", "max_pool2d", "average_pool2d", "add",
+    "depthwise_conv2d_acc", "max_pool2d", "average_pool2d", "mean", "add",
     "fold_batchnorm", "run_int8_tflite", "TFLITE_OPS",
 ]
 
@@ -291,6 +291,23 @@ def average_pool2d(x_q, size, stride, padding: str = "VALID", act_min: int = -12
     return np.clip(avg, act_min, act_max).astype(np.int8)
 
 
+def mean(x_q, axis, input_zero_point: int, input_scale: float, output_scale: float,
+         output_zero_point: int, keep_dims: bool = False) -> np.ndarray:
+    """int8 mean over ``axis`` (e.g. global average pooling over H and W), as LiteRT 2.3 does.
+
+    The sum of ``q - Z_in`` over the ``n`` reduced values is requantized with one fixed-point
+    multiplier ``M = S_in / (n * S_out)`` (the division by ``n`` folded into it), then shifted
+    by the output zero point.
+    """
+    axis = tuple(int(a) for a in np.atleast_1d(axis))
+    x = np.asarray(x_q, dtype=np.int64) - input_zero_point
+    n = int(np.prod([x.shape[a] for a in axis]))
+    acc = x.sum(axis=axis, keepdims=keep_dims)
+    m0, shift = quantize_multiplier(float(np.float32(input_scale)) / (n * float(np.float32(output_scale))))
+    out = multiply_by_quantized_multiplier(acc, m0, shift) + output_zero_point
+    return np.clip(out, -128, 127).astype(np.int8)
+
+
 class AddParams(NamedTuple):
     left_shift: int
     input1_multiplier: int
@@ -350,7 +367,7 @@ def fold_batchnorm(w, b, gamma, beta, mean, var, eps: float = 1e-5, axis: int = 
 # ---------------------------------------------------------------- a whole .tflite model
 
 TFLITE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MAX_POOL_2D",
-              "AVERAGE_POOL_2D", "ADD", "RESHAPE")
+              "AVERAGE_POOL_2D", "MEAN", "ADD", "RESHAPE")
 
 
 def run_int8_tflite(model_content: bytes, x_q, return_all: bool = False,
@@ -443,6 +460,10 @@ def _run_op(graph, op, values, fp32_requantization: bool = False):
         a, b = (t[i] for i in op.inputs[:2])
         return add(x, int(a.zero_point), float(a.scale), values[op.inputs[1]], int(b.zero_point),
                    float(b.scale), float(out.scale), int(out.zero_point), *act)
+    if op.name == "MEAN":
+        a = t[op.inputs[0]]
+        return mean(x, values[op.inputs[1]], int(a.zero_point), float(a.scale), float(out.scale),
+                    int(out.zero_point), bool(opts.get("keep_dims", False)))
     if op.name == "RESHAPE":
         # the file stores shapes for batch 1; keep the batch of the data we run
         return x.reshape((x.shape[0], *out.shape[1:]))

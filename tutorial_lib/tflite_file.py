@@ -68,6 +68,8 @@ def _options(schema, opts) -> dict:
         found["fused_activation"] = activation[opts.fusedActivationFunction]
     if hasattr(opts, "keepNumDims"):
         found["keep_num_dims"] = bool(opts.keepNumDims)
+    if hasattr(opts, "keepDims"):
+        found["keep_dims"] = bool(opts.keepDims)
     if hasattr(opts, "depthMultiplier"):
         found["depth_multiplier"] = opts.depthMultiplier
     return found
