@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import tutorial_lib as tl
 from tutorial_lib import integer
 
 int32s = st.integers(-(2**31), 2**31 - 1)
@@ -211,3 +212,24 @@ def test_xnnpack_requantization_is_reproduced(models, name):
     np.testing.assert_array_equal(got, expected)
     if name == "conv_maxpool":
         assert np.count_nonzero(reference != expected) > 0  # the difference is real
+
+
+def test_half_away_quantize_matches_tflite_quantize_op():
+    # A float-input model starts with TFLite's QUANTIZE op: round(x / scale) half away from zero.
+    K.utils.set_random_seed(0)
+    model = K.Sequential([K.layers.InputLayer(input_shape=(1000,)), K.layers.Dense(2)])
+    content = tb.convert(model, "full_integer",
+                         np.random.default_rng(8).normal(0, 1, (16, 1000)).astype(np.float32))
+    it = tb.interpreter(content, reference=True, keep_intermediates=True)
+    quantize_op = next(op for op in it._get_ops_details() if op["op_name"] == "QUANTIZE")
+    out_index = int(quantize_op["outputs"][0])
+    detail = next(d for d in it.get_tensor_details() if d["index"] == out_index)
+    scale, zero_point = detail["quantization"]
+    rng = np.random.default_rng(9)
+    ties = (rng.integers(-120, 120, 500) + 0.5).astype(np.float32) * np.float32(scale)
+    x = np.concatenate([ties, rng.normal(0, 2, 500).astype(np.float32)])[None]
+    tb.run_tflite(it, x)
+    expected = it.get_tensor(out_index)
+    got = tl.quantize(x, scale, zero_point, rounding="half_away")
+    np.testing.assert_array_equal(got, expected)
+    assert np.any(got != tl.quantize(x, scale, zero_point, rounding="half_even"))  # ties matter
