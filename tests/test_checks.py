@@ -31,6 +31,91 @@ def int8_linear(x_q, x_zero_point, w_q, bias_q, m0, shift, y_zero_point):
     return tl.integer.fully_connected(x_q, x_zero_point, w_q, bias_q, m0, shift, y_zero_point)
 
 
+def groupwise_fake_quantize(w, group_size, bits):
+    quant_min, quant_max = tl.qrange(bits, narrow=True)
+    qp = tl.groupwise.choose_qparams(w, group_size, quant_min, quant_max, symmetric=True)
+    return tl.groupwise.fake_quantize(w, *qp, group_size, quant_min, quant_max)
+
+
+class LastBatchPercentileObserver:
+    def __init__(self, percentile):
+        self.percentile = percentile
+
+    def observe(self, x):
+        self.x = np.ravel(x)
+
+    def clipping_range(self):
+        return tuple(np.percentile(self.x, [100 - self.percentile, self.percentile]))
+
+
+def fake_quant_step(x, min_val, max_val, c, quant_min, quant_max):
+    obs = tl.observers.MovingAverageMinMaxObserver(c, quant_min, quant_max)
+    if min_val is not None:
+        obs.min_val, obs.max_val = np.float32(min_val), np.float32(max_val)
+    obs.observe(x)
+    x_hat = tl.fake_quantize(x, *obs.calculate_qparams(), quant_min, quant_max)
+    return x_hat, float(obs.min_val), float(obs.max_val)
+
+
+def qat_step(w, x, y, scale, lr, update_quantized=False):
+    import torch
+
+    w = torch.tensor(w, requires_grad=True)
+    w_hat = tl.qat.fake_quantize_ste(w, scale, 0, -7, 7)
+    loss = ((torch.tensor(x) @ w_hat.T - torch.tensor(y)) ** 2).mean()
+    loss.backward()
+    start = w_hat if update_quantized else w  # the mistake: step from the quantized copy
+    return (start - lr * w.grad).detach().numpy()
+
+
+def lsq_scale_grad(x, scale, zero_point, quant_min, quant_max):
+    import torch
+
+    s = torch.tensor(float(scale), requires_grad=True)
+    y = tl.qat.fake_quantize_lsq(torch.tensor(x), s, zero_point, quant_min, quant_max)
+    return np.array([torch.autograd.grad(y[i], s, retain_graph=True)[0].item()
+                     for i in range(len(x))])
+
+
+def lsq_scale_grad_clamped_zero(x, scale, zero_point, quant_min, quant_max):
+    v = np.asarray(x, np.float64) / scale
+    q = np.round(v) + zero_point
+    return np.where((q >= quant_min) & (q <= quant_max), np.round(v) - v, 0.0)
+
+
+def fake_quantize_no_mask(x, scale, zero_point, quant_min, quant_max):
+    import torch
+
+    x_hat = torch.fake_quantize_per_tensor_affine(x.detach(), scale, zero_point, quant_min,
+                                                  quant_max)
+    return x + (x_hat - x).detach()  # gradient 1 everywhere, clamped values included
+
+
+def largest_scale(rows):
+    scored = [(float(np.max(r["scale"])), r["name"]) for r in rows if r["scale"] is not None]
+    return max(scored)[1] if scored else None
+
+
+def fake_quant_no_nudge(x, min_val, max_val, num_bits):
+    """The raw range (0.0 not exact) and np.round (half to even): two mistakes at once."""
+    scale = (max_val - min_val) / (2**num_bits - 1)
+    return np.round((np.clip(x, min_val, max_val) - min_val) / scale) * scale + min_val
+
+
+def ema_range(batch_ranges, decay, init, swapped=False):
+    lo, hi = init
+    for b_min, b_max in batch_ranges:
+        keep = 1 - decay if swapped else decay
+        lo = lo * keep + min(b_min, 0.0) * (1 - keep)
+        hi = hi * keep + max(b_max, 0.0) * (1 - keep)
+    return lo, hi
+
+
+def qat_recovery(float_acc, ptq_acc, qat_acc):
+    lost = float_acc - ptq_acc
+    return math.nan if lost <= 0 else (qat_acc - ptq_acc) / lost
+
+
 REFERENCES = {
     "fp32_fields": lambda x: tuple(int(v) for v in tl.formats.fields(x)),
     "fp32_value": tl.formats.compose,
@@ -46,6 +131,33 @@ REFERENCES = {
     "quantize_bias": lambda b, sx, sw: np.round(b / (sx * np.asarray(sw))).astype(np.int32),
     "int8_linear": int8_linear,
     "fold_batchnorm": lambda w, b, g, beta, m, v, eps: tl.integer.fold_batchnorm(w, b, g, beta, m, v, eps),
+    "per_channel_qparams": lambda w, axis, qmin, qmax: tuple(
+        tl.observers.MinMaxObserver(qmin, qmax, axis=axis).observe(w).calculate_qparams()),
+    "percentile_observer": tl.observers.PercentileObserver,
+    "groupwise_fake_quantize": groupwise_fake_quantize,
+    "pack_int4": tl.packing.pack_int4,
+    "unpack_int4": tl.packing.unpack_int4,
+    "fuse_groups": lambda layers: tl.torch_bridge.fuse_groups(layers),
+    "calibrate": lambda model, images, batch_size: tl.torch_bridge.calibrate(model, images,
+                                                                             batch_size),
+    "state_dict_bytes": lambda model: tl.torch_bridge.state_dict_bytes(model),
+    "keep_float": lambda names: tl.torch_bridge.x86_quantizer(keep_float=names),
+    "latency_stats": lambda t, warmup: tuple(tl.torch_bridge.summarize_times(t, warmup)),
+    "fake_quantize_ste": lambda *a: tl.qat.fake_quantize_ste(*a),
+    "fake_quant_step": fake_quant_step,
+    "qat_step": qat_step,
+    "lsq_scale_grad": lsq_scale_grad,
+    "freeze_observers": lambda model: tl.qat.enable_observer(model, False),
+    "representative_dataset": lambda x, n: ([x[i : i + 1].astype(np.float32)]
+                                            for i in range(min(n, len(x)))),
+    "quantize_input": lambda x, s, z: tl.quantize(x, s, z, rounding="half_away").astype(np.int8),
+    "dequantize_weight": lambda q, s, axis: tl.dequantize(  # symmetric: zero points are 0
+        q, s, np.zeros(np.shape(s), np.int64), axis=None if np.ndim(s) == 0 else axis),
+    "largest_scale": largest_scale,
+    "nudge": lambda *a: tl.tf_fake_quant.nudged_range(*a),
+    "fake_quant_min_max": lambda *a: tl.tf_fake_quant.fake_quant_tf(*a).numpy(),
+    "ema_range": ema_range,
+    "qat_recovery": qat_recovery,
 }
 
 # The seed's bugs and other classic mistakes, each of which a checker must catch.
@@ -67,7 +179,47 @@ MISTAKES = {
         (x - np.int8(zx)).astype(np.int64) @ w.T.astype(np.int64) + b, m0, s, zy),  # int8 wrap
     "fold_batchnorm": lambda w, b, g, beta, m, v, eps: (
         w * (g / (v + eps))[:, None], (b - m) * g / (v + eps) + beta),
+    "per_channel_qparams": lambda w, axis, qmin, qmax: (  # reduces along axis, not over the rest
+        np.ptp(w, axis=axis) / (qmax - qmin),
+        qmin - np.round(np.min(w, axis=axis) / (np.ptp(w, axis=axis) / (qmax - qmin)))),
+    "percentile_observer": LastBatchPercentileObserver,  # forgets every batch but the last
+    "groupwise_fake_quantize": lambda w, g, bits: groupwise_fake_quantize(  # one scale per row
+        w, w.shape[-1], bits),
+    "pack_int4": lambda q: ((q[::2] << 4) | np.append(q, 0)[1::2][: len(q[::2])]),  # high first
+    "unpack_int4": lambda p, n: np.stack([p & 0xF, p >> 4], axis=1).ravel()[:n],  # no sign
+    "fuse_groups": lambda layers: [  # conv-bn-relu only: misses conv-relu and linear-relu
+        [a[0], b[0], c[0]] for a, b, c in zip(layers, layers[1:], layers[2:], strict=False)
+        if (a[1], b[1], c[1]) == ("Conv2d", "BatchNorm2d", "ReLU")],
+    "calibrate": lambda m, x, bs: [  # train mode, gradients on, drops the last partial batch
+        m(x[i : i + bs]) for i in range(0, len(x) - bs + 1, bs)] and m,
+    "state_dict_bytes": lambda m: sum(p.numel() * p.element_size() for p in m.parameters()),
+    "keep_float": lambda names: keep_linears_in_float(),
+    "latency_stats": lambda t, w: (float(np.mean(t[w:])), float(np.std(t[w:]))),
+    "fake_quantize_ste": fake_quantize_no_mask,
+    "fake_quant_step": lambda x, lo, hi, c, qmin, qmax: (  # the batch's range, no moving average
+        tl.fake_quantize(x, *tl.choose_qparams(x.min(), x.max(), qmin, qmax), qmin, qmax),
+        float(x.min()), float(x.max())),
+    "qat_step": lambda w, x, y, s, lr: qat_step(w, x, y, s, lr, update_quantized=True),
+    "lsq_scale_grad": lsq_scale_grad_clamped_zero,
+    "freeze_observers": lambda model: tl.qat.enable_fake_quant(model, False),  # the wrong switch
+    "representative_dataset": lambda x, n: (s for s in x[:n]),  # no list, no batch, no cast
+    "quantize_input": lambda x, s, z: (np.round(x / s) + z).astype(np.int8),  # ties, wraps
+    "dequantize_weight": lambda q, s, axis: q * np.asarray(s),  # along the last axis
+    "largest_scale": lambda rows: max(rows, key=lambda r: r["scale"])["name"],  # None, arrays
+    "nudge": lambda lo, hi, bits: (lo, hi, (hi - lo) / (2**bits - 1)),  # 0.0 not exact
+    "fake_quant_min_max": fake_quant_no_nudge,
+    "ema_range": lambda r, decay, init: ema_range(r, decay, init, swapped=True),
+    "qat_recovery": lambda f, p, q: (q - p) / p,  # divides by an accuracy
 }
+
+
+def keep_linears_in_float():
+    """Keeps every Linear in float (by type), not the named layers."""
+    from torch import nn
+
+    quantizer = tl.torch_bridge.x86_quantizer()
+    quantizer.set_module_type_qconfig(nn.Linear, None)
+    return quantizer
 
 
 def checker(name):

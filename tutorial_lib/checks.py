@@ -26,6 +26,15 @@ __all__ = [
     "check_symmetric_scales",
     "check_quantize_multiplier", "check_requantize", "check_quantize_bias", "check_int8_linear",
     "check_fold_batchnorm",
+    "check_per_channel_qparams", "check_percentile_observer", "check_groupwise_fake_quantize",
+    "check_pack_int4", "check_unpack_int4",
+    "check_fuse_groups", "check_calibrate", "check_state_dict_bytes", "check_keep_float",
+    "check_latency_stats",
+    "check_fake_quantize_ste", "check_fake_quant_step", "check_qat_step", "check_lsq_scale_grad",
+    "check_freeze_observers",
+    "check_representative_dataset", "check_quantize_input", "check_dequantize_weight",
+    "check_largest_scale", "check_nudge", "check_fake_quant_min_max", "check_ema_range",
+    "check_qat_recovery",
 ]
 
 
@@ -455,3 +464,874 @@ def check_fold_batchnorm(fn: Callable[..., tuple[np.ndarray, np.ndarray]]) -> Ch
                       arg_names=["w", "b", "gamma", "beta", "mean", "var", "eps"], hint=(
         "g = gamma / sqrt(var + eps) per output channel; w_folded = w * g[:, None]; "
         "b_folded = (b - mean) * g + beta."))
+
+
+# ---- lesson 03: granularity and calibration
+
+def check_per_channel_qparams(fn: Callable[..., tuple[np.ndarray, np.ndarray]]) -> CheckResult:
+    """``fn(w, axis, quant_min, quant_max) -> (scales, zero_points)``: asymmetric min-max per channel."""
+    eps = float(np.finfo(np.float32).eps)
+    a = np.array
+    w2 = a([[1.0, -2.0], [0.5, 0.25]], np.float32)
+    conv = ((np.arange(16, dtype=np.float32) - 6) / 4).reshape(2, 2, 2, 2)
+    cases = [
+        Case((w2, 0, -128, 127), (a([3 / 255, 0.5 / 255]), a([42, -128])),
+             "rows (axis 0): row 0 spans [-2, 1], row 1 [0, 0.5] once widened to include 0"),
+        Case((w2, 1, -128, 127), (a([1 / 255, 2.25 / 255]), a([-128, 99])),
+             "columns (axis 1)",
+             "reduce over every axis except `axis`: move `axis` to the front "
+             "(np.moveaxis) and flatten the rest, then take min and max of each row."),
+        Case((conv, 0, -128, 127), (a([1.75 / 255, 2.25 / 255]), a([91, -128])),
+             "a conv weight (out, in, kh, kw): one scale per output channel"),
+        Case((conv, -1, -128, 127), (a([3.5 / 255, 3.5 / 255]), a([-19, -37])),
+             "Keras layout, output channels last (axis=-1)"),
+        Case((a([[0.3, -0.9, 0.6], [2.0, 1.0, 0.5]], np.float32), 0, 0, 255),
+             (a([1.5 / 255, 2.0 / 255]), a([153, 0])), "uint8; an all-positive channel",
+             "widen each channel's range to include 0 before computing its scale."),
+        Case((a([[-1.5, 0.5], [0.2, -0.1]], np.float32), 0, -8, 7),
+             (a([2.0 / 15, 0.3 / 15]), a([3, -3])),
+             "4-bit: -1.5 / scale = -11.25 rounds to -11",
+             "zero_point = quant_min - round(min / scale); int() would truncate differently "
+             "for negative fractions."),
+        Case((a([[0.0, 0.0], [1.0, -0.5]], np.float32), 0, -128, 127),
+             (a([eps, 1.5 / 255]), a([-128, -43])), "a dead channel of zeros: scale floored at eps",
+             "a channel with max == min would get scale 0: use np.maximum(scale, "
+             "np.finfo(np.float32).eps)."),
+        Case((a([[1.0, 3.0], [2.0, -6.0]], np.float32), 1, -128, 127),
+             (a([2.0 / 255, 9.0 / 255]), a([-128, 42])), "columns again, one of them all positive"),
+    ]
+    return run_checks("per_channel_qparams", fn, cases, rtol=1e-6,
+                      arg_names=["w", "axis", "quant_min", "quant_max"], hint=(
+        "for each index along `axis`: min_val = min(channel min, 0), max_val = max(channel "
+        "max, 0), scale = max((max_val - min_val) / (quant_max - quant_min), eps), "
+        "zero_point = clip(quant_min - round(min_val / scale), quant_min, quant_max)."))
+
+
+def check_percentile_observer(cls: Callable[[float], Any]) -> CheckResult:
+    """``cls(percentile)`` with ``observe(x)`` and ``clipping_range() -> (min_val, max_val)``."""
+    a = np.array
+
+    def run(batches, percentile):
+        obs = cls(percentile)
+        for b in batches:
+            obs.observe(b.copy())
+        lo, hi = obs.clipping_range()
+        return float(lo), float(hi)
+
+    ramp = np.arange(101, dtype=np.float32)
+    rng = np.random.default_rng(3)
+    normal = [rng.normal(0, 1, (8, 50)).astype(np.float32) for _ in range(3)]
+    everything = np.concatenate([b.ravel() for b in normal]).astype(np.float64)
+    spiky = np.concatenate([np.linspace(0, 1, 1000), [1000.0]]).astype(np.float32)
+    cases = [
+        Case(((ramp,), 99.0), (1.0, 99.0), "0, 1, ..., 100: the 1st and 99th percentiles",
+             "lo = np.percentile(x, 100 - p), hi = np.percentile(x, p): p is in percent."),
+        Case(((ramp[:51], ramp[51:]), 99.0), (1.0, 99.0),
+             "the same values in two batches: the range uses every batch",
+             "keep every batch (append to a list) and take the percentiles of all of them "
+             "together, not of the last batch or an average of per-batch percentiles."),
+        Case(((a([0.0, 10.0], np.float32),), 75.0), (2.5, 7.5),
+             "between two values percentiles interpolate linearly (np.percentile's default)"),
+        Case(((a([-3.0, 5.0], np.float32), a([2.0, 9.0], np.float32)), 100.0), (-3.0, 9.0),
+             "percentile 100 is the min-max range"),
+        Case(((spiky,), 99.9), (float(np.percentile(spiky.astype(np.float64), 0.1)),
+                                float(np.percentile(spiky.astype(np.float64), 99.9))),
+             "one huge outlier is clipped: hi stays near 1, far below 1000"),
+        Case((tuple(normal), 99.0), (float(np.percentile(everything, 1.0)),
+                                     float(np.percentile(everything, 99.0))),
+             "three 2-D batches of normal data: flatten them, keep them all",
+             "a batch may have any shape: np.ravel it before you keep it."),
+    ]
+    return run_checks("percentile_observer", run, cases, rtol=1e-5, atol=1e-6,
+                      arg_names=["batches", "percentile"], hint=(
+        "observe(x) appends np.ravel(x) to a list; clipping_range() concatenates the list and "
+        "returns (np.percentile(v, 100 - p), np.percentile(v, p))."))
+
+
+def check_groupwise_fake_quantize(fn: Callable[[np.ndarray, int, int], np.ndarray]) -> CheckResult:
+    """``fn(w, group_size, bits) -> w_hat``: symmetric narrow-range fake quantization per group."""
+    a = np.array
+    # Values placed between grid points (never near a .5 tie), so float32 and float64 agree.
+    row = a([[0.7, -0.32, 0.11, 0.0]], np.float32)  # one group of 4, scale 0.1 at 4 bits
+    two = a([[0.7, -0.32, 0.11, 0.0, 7.0, 2.2, -0.9, 4.1]], np.float32)  # scales 0.1 and 1.0
+    cases = [
+        Case((row, 4, 4), a([[0.7, -0.3, 0.1, 0.0]]),
+             "one group: scale = 0.7 / 7, values snap to multiples of 0.1"),
+        Case((two, 4, 4), a([[0.7, -0.3, 0.1, 0.0, 7.0, 2.0, -1.0, 4.0]]),
+             "two groups, scales 0.1 and 1.0: the large group does not swamp the small one",
+             "one scale per group of `group_size` consecutive values along the last axis: "
+             "reshape to (-1, group_size), not one scale per row."),
+        Case((two, 8, 4), a([[1.0, 0.0, 0.0, 0.0, 7.0, 2.0, -1.0, 4.0]]),
+             "group_size = row length: one scale for the row, small values are lost"),
+        Case((two.reshape(2, 4), 2, 4), a([[0.7, -0.3, 0.11, 0.0], [7.0, 2.0, -2 * 4.1 / 7, 4.1]]),
+             "two rows, groups of 2: each pair has its own scale (4.1 / 7 for the last)",
+             "groups run along the last axis of each row: w.reshape(-1, group_size) keeps that "
+             "order; transposing first would group values from different rows."),
+        Case((a([[0.0, 0.0, 1.4, -0.6]], np.float32), 2, 4), a([[0.0, 0.0, 1.4, -0.6]]),
+             "an all-zero group stays zero (scale floored at eps, no NaN)",
+             "max |w| of a group of zeros is 0: floor the scale at np.finfo(np.float32).eps "
+             "before dividing."),
+        Case((a([[0.3, -1.7, 2.9, -0.05]], np.float32), 1, 4), a([[0.3, -1.7, 2.9, -0.05]]),
+             "groups of one value: every value is its group's maximum, so it is exact"),
+        Case((a([[1.27, -0.634, 0.0049, 0.5]], np.float32), 4, 8),
+             a([[1.27, -0.63, 0.0, 0.5]]), "8 bits: narrow range [-127, 127], scale 0.01",
+             "the narrow range of b bits is [-(2**(b-1) - 1), 2**(b-1) - 1]: 7 for 4 bits, 127 "
+             "for 8 bits; dividing by 8 or 128 clips the largest value."),
+        Case((a([[0.9, -0.2, -0.6, 0.3]], np.float32), 4, 2), a([[0.9, 0.0, -0.9, 0.0]]),
+             "2 bits: levels -1, 0, 1 times the largest |w|"),
+    ]
+    return run_checks("groupwise_fake_quantize", fn, cases, rtol=1e-5, atol=1e-6,
+                      arg_names=["w", "group_size", "bits"], hint=(
+        "g = w.reshape(-1, group_size); qmax = 2**(bits-1) - 1; scale = max(max|g| per row / "
+        "qmax, eps); w_hat = clip(round(g / scale), -qmax, qmax) * scale, reshaped to w.shape."))
+
+
+def check_pack_int4(fn: Callable[[np.ndarray], np.ndarray]) -> CheckResult:
+    """``fn(q) -> uint8 array``: signed 4-bit values two per byte, low nibble first."""
+    a = np.array
+    cases = [
+        Case((a([1, 2], np.int8),), a([0x21]), "first value in the low nibble: 0x21 = 33",
+             "byte = (q[0] & 0xF) | (q[1] & 0xF) << 4: the first value goes in bits 0-3."),
+        Case((a([-1, 0], np.int8),), a([0x0F]), "-1 is 1111 in 4-bit two's complement",
+             "mask with & 0xF before shifting: -1 & 0xF = 15, while -1 << 4 stays negative."),
+        Case((a([0, -1], np.int8),), a([0xF0]), "a negative value in the high nibble",
+             "compute in a wide type (int32), mask each value with & 0xF, then cast to uint8."),
+        Case((a([-8, 7], np.int8),), a([0x78]), "the two ends of the int4 range"),
+        Case((a([7, -8], np.int8),), a([0x87]), "the same values, swapped"),
+        Case((a([3], np.int8),), a([0x03]), "an odd count: the last byte's high nibble is 0",
+             "pad an odd-length array with one 0 before pairing the values."),
+        Case((a([1, 2, 3], np.int8),), a([0x21, 0x03]), "three values take two bytes"),
+        Case((np.arange(-8, 8, dtype=np.int8),),
+             a([0x98, 0xBA, 0xDC, 0xFE, 0x10, 0x32, 0x54, 0x76]), "every int4 value once"),
+    ]
+    return run_checks("pack_int4", fn, cases, arg_names=["q"], hint=(
+        "v = q.astype(np.int32) & 0xF, padded to an even length; "
+        "packed = (v[0::2] | (v[1::2] << 4)).astype(np.uint8)."))
+
+
+def check_unpack_int4(fn: Callable[[np.ndarray, int], np.ndarray]) -> CheckResult:
+    """``fn(packed, n) -> int array``: the ``n`` signed 4-bit values, low nibble first."""
+    a = np.array
+    u8 = np.uint8
+    cases = [
+        Case((a([0x21], u8), 2), a([1, 2]), "low nibble first: 0x21 holds 1, then 2",
+             "the first value is packed & 0xF, the second (packed >> 4) & 0xF."),
+        Case((a([0x0F], u8), 2), a([-1, 0]), "1111 is -1: sign-extend the nibble",
+             "a nibble v >= 8 stands for v - 16 (two's complement): (v ^ 8) - 8 does it."),
+        Case((a([0x78], u8), 2), a([-8, 7]), "the two ends of the int4 range"),
+        Case((a([0x80], u8), 2), a([0, -8]), "1000 is -8, the most negative value"),
+        Case((a([0x03], u8), 1), a([3]), "n = 1: drop the padding nibble",
+             "unpack both nibbles of every byte, then keep the first n values."),
+        Case((a([0x21, 0x03], u8), 3), a([1, 2, 3]), "three values from two bytes"),
+        Case((a([0xFF, 0xEE], u8), 4), a([-1, -1, -2, -2]), "all negative"),
+        Case((a([0x98, 0xBA, 0xDC, 0xFE, 0x10, 0x32, 0x54, 0x76], u8), 16),
+             np.arange(-8, 8), "every int4 value once"),
+    ]
+    return run_checks("unpack_int4", fn, cases, arg_names=["packed", "n"], hint=(
+        "v = np.stack([packed & 0xF, packed >> 4], axis=1).ravel().astype(np.int8)[:n]; "
+        "return (v ^ 8) - 8."))
+
+
+# ---------------------------------------------------------------- lesson 06: PyTorch quantization
+
+def _run_exact(name: str, fn: Callable, cases: Sequence[Case], hint: str,
+               describe: Callable[[Any], Any] = lambda v: v, arg_names: Sequence[str] = (),
+               show: Callable[[tuple], str] | None = None) -> CheckResult:
+    """``run_checks`` for answers that are not numbers (lists of names, settings, objects).
+
+    ``describe`` turns the learner's answer into plain Python values that are compared with
+    ``==`` to the expected ones and shown in the report; ``show`` writes a case's input.
+    """
+    result = CheckResult(name, 0, len(cases))
+    first_failure: list[str] | None = None
+    for case in cases:
+        shown = show(case.args) if show else ", ".join(
+            f"{n}={a!r}" if n else repr(a)
+            for n, a in zip(list(arg_names) + [""] * len(case.args), case.args, strict=False))
+        try:
+            actual = describe(fn(*case.args))
+        except NotImplementedError:
+            result.implemented = False
+            result.lines = [f"… {name}: not implemented yet (replace the `raise NotImplementedError` "
+                            "line with your code, then run this cell again)"]
+            print(result)
+            return result
+        except Exception as err:  # the learner's bug: report it, no traceback
+            actual = f"raised {type(err).__name__}: {err}"
+        if actual == case.expected:
+            result.passed += 1
+        elif first_failure is None:
+            first_failure = [f"  first wrong case: {case.about}",
+                             f"    input:    {shown if len(shown) < 400 else shown[:396] + ' ...'}",
+                             f"    expected: {case.expected!r}",
+                             f"    actual:   {actual if isinstance(actual, str) else repr(actual)}",
+                             f"  hint: {case.hint or hint}"]
+    if first_failure is None:
+        result.lines = [f"✓ {name}: {result.passed}/{result.total} exact"]
+    else:
+        result.lines = [f"✗ {name}: {result.passed}/{result.total} cases right", *first_failure]
+    print(result)
+    return result
+
+
+def check_fuse_groups(fn: Callable[[list[tuple[str, str]]], list[list[str]]]) -> CheckResult:
+    """``fn(layers) -> groups``: runs of (name, type) layers that eager ``fuse_modules`` merges.
+
+    Patterns, longest first at each layer: Conv2d-BatchNorm2d-ReLU, Conv2d-BatchNorm2d,
+    Conv2d-ReLU, Linear-ReLU; each layer joins at most one group.
+    """
+    course = [("conv1", "Conv2d"), ("bn1", "BatchNorm2d"), ("relu1", "ReLU"), ("pool1", "MaxPool2d"),
+              ("conv2", "Conv2d"), ("bn2", "BatchNorm2d"), ("relu2", "ReLU"), ("pool2", "MaxPool2d"),
+              ("conv3", "Conv2d"), ("bn3", "BatchNorm2d"), ("relu3", "ReLU"), ("pool3", "MaxPool2d"),
+              ("flatten", "Flatten"), ("fc1", "Linear"), ("relu4", "ReLU"), ("fc2", "Linear")]
+    cases = [
+        Case((course,), [["conv1", "bn1", "relu1"], ["conv2", "bn2", "relu2"],
+                         ["conv3", "bn3", "relu3"], ["fc1", "relu4"]], "the course CNN",
+             "do not forget Linear followed by ReLU (fc1, relu4)."),
+        Case(([("c", "Conv2d"), ("r", "ReLU")],), [["c", "r"]], "conv-relu without BatchNorm"),
+        Case(([("c", "Conv2d"), ("b", "BatchNorm2d"), ("p", "MaxPool2d")],), [["c", "b"]],
+             "conv-bn with no ReLU after it"),
+        Case(([("c1", "Conv2d"), ("c2", "Conv2d"), ("b2", "BatchNorm2d"), ("r2", "ReLU")],),
+             [["c2", "b2", "r2"]], "two convs in a row: the BatchNorm belongs to the second",
+             "a group is a run of consecutive layers: c1 is followed by a conv, so it stays alone."),
+        Case(([("p", "MaxPool2d"), ("r", "ReLU"), ("fc", "Linear")],), [],
+             "a ReLU after pooling fuses with nothing"),
+        Case(([("fc1", "Linear"), ("act", "ReLU"), ("fc2", "Linear")],), [["fc1", "act"]],
+             "linear-relu, then a lone linear"),
+        Case(([],), [], "no layers, no groups"),
+    ]
+    return _run_exact("fuse_groups", fn, cases, arg_names=["layers"],
+                      describe=lambda g: [list(group) for group in g], hint=(
+        "walk the list with an index; at each layer try conv-bn-relu, conv-bn, conv-relu, "
+        "linear-relu (longest first) on the next types; on a match, record the names and skip past."))
+
+
+def check_calibrate(fn: Callable) -> CheckResult:
+    """``fn(model, images, batch_size) -> model``: every image once, in order, in eval mode, no grad."""
+    import torch
+    from torch import nn
+
+    class Recorder(nn.Module):  # logs what calibration shows it, as an observer would
+        def __init__(self):
+            super().__init__()
+            self.bn = nn.BatchNorm2d(1)  # present so that train/eval mode matters
+            self.calls: list[tuple[int, bool, bool]] = []
+            self.seen: list[float] = []
+
+        def forward(self, x):
+            self.calls.append((len(x), self.training, torch.is_grad_enabled()))
+            self.seen += x[:, 0, 0, 0].tolist()
+            return x.flatten(1).sum(1)
+
+    def describe(model):
+        if not isinstance(model, Recorder):
+            return f"returned {type(model).__name__}, not the model"
+        return {"batches": [c[0] for c in model.calls],
+                "eval mode": all(not c[1] for c in model.calls),
+                "no gradients": all(not c[2] for c in model.calls),
+                "images in order": model.seen == list(range(len(model.seen)))}
+
+    def images(n):
+        return torch.arange(n, dtype=torch.float32).reshape(n, 1, 1, 1).expand(n, 1, 4, 4).clone()
+
+    def expected(*batches):
+        return {"batches": list(batches), "eval mode": True, "no gradients": True,
+                "images in order": True}
+
+    def model(train=True):
+        return Recorder().train(train)
+
+    cases = [
+        Case((model(), images(10), 4), expected(4, 4, 2), "10 images in batches of 4",
+             "the last batch may be smaller: range(0, len(images), batch_size) reaches it."),
+        Case((model(), images(8), 4), expected(4, 4), "8 images in batches of 4"),
+        Case((model(), images(3), 8), expected(3), "fewer images than one batch"),
+        Case((model(), images(5), 1), expected(1, 1, 1, 1, 1), "batches of one image"),
+        Case((model(train=False), images(6), 6), expected(6), "a model already in eval mode"),
+    ]
+    def show(args):
+        model, x, batch_size = args
+        return (f"model in {'train' if model.training else 'eval'} mode, "
+                f"images of shape {tuple(x.shape)}, batch_size={batch_size}")
+
+    return _run_exact("calibrate", fn, cases, describe=describe, show=show, hint=(
+        "model.eval(); then under torch.no_grad(), call model(images[i:i + batch_size]) for i in "
+        "range(0, len(images), batch_size); return the model."))
+
+
+def check_state_dict_bytes(fn: Callable) -> CheckResult:
+    """``fn(model) -> int``: the bytes ``torch.save(model.state_dict(), f)`` writes (torch 2.13)."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)  # the values do not change the size, only the shapes do
+    # Expected sizes: torch.save into io.BytesIO with torch 2.13.0, run by hand.
+    cases = [
+        Case((nn.Linear(4, 3),), 1893, "Linear(4, 3): 15 floats, and the file around them",
+             "60 bytes of numbers, 1893 on disk: the file also stores names, shapes and records."),
+        Case((nn.Linear(256, 10),), 12069, "Linear(256, 10)"),
+        Case((nn.Linear(4, 3, bias=False),), 1641, "no bias: one tensor fewer"),
+        Case((nn.Conv2d(1, 16, 3),), 2469, "Conv2d(1, 16, 3)"),
+        Case((nn.BatchNorm2d(16),), 2713, "BatchNorm2d: buffers are saved too",
+             "running_mean, running_var and num_batches_tracked are buffers, not parameters; "
+             "the state dict holds both."),
+        Case((nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 2)),), 2525,
+             "a small Sequential"),
+        Case((nn.ReLU(),), 1325, "no tensors at all: still a file"),
+    ]
+    return _run_exact("state_dict_bytes", fn, cases, arg_names=["model"],
+                      describe=lambda v: v if isinstance(v, int) else f"{v!r} (not an int)", hint=(
+        "buffer = io.BytesIO(); torch.save(model.state_dict(), buffer); return buffer.tell() "
+        "(or len(buffer.getvalue()))."))
+
+
+def check_keep_float(fn: Callable) -> CheckResult:
+    """``fn(names) -> X86InductorQuantizer``: default int8 everywhere except the named modules."""
+    import torch
+
+    def describe(quantizer):
+        config = getattr(quantizer, "global_config", None)
+        if config is None:
+            kind = "none"
+        elif getattr(config, "is_qat", True) or config.input_activation.is_dynamic:
+            kind = "not the default static config"
+        elif (config.weight.dtype, config.weight.qscheme) != (torch.int8,
+                                                             torch.per_channel_symmetric):
+            kind = "not the default static config"
+        else:
+            kind = "int8 static, per-channel weights"
+        names = getattr(quantizer, "module_name_qconfig", {})
+        return {"quantizer": type(quantizer).__name__, "global": kind,
+                "kept in float": sorted(n for n, c in names.items() if c is None),
+                "other settings": len([c for c in names.values() if c is not None])
+                + len(getattr(quantizer, "operator_type_qconfig", {}))}
+
+    def expected(*names):
+        return {"quantizer": "X86InductorQuantizer", "global": "int8 static, per-channel weights",
+                "kept in float": sorted(names), "other settings": 0}
+
+    cases = [
+        Case((["fc2"],), expected("fc2"), "keep the last layer in float"),
+        Case((["conv1", "fc2"],), expected("conv1", "fc2"), "first and last layer in float",
+             "call set_module_name_qconfig(name, None) once per name."),
+        Case(([],), expected(), "nothing kept in float: only the global config",
+             "set_global(get_default_x86_inductor_quantization_config()) comes first, always."),
+        Case((["conv3"],), expected("conv3"), "a middle layer"),
+        Case((["fc1"],), expected("fc1"), "one of two Linear layers",
+             "set_module_type_qconfig(nn.Linear, None) would keep every Linear in float; "
+             "name the module instead."),
+    ]
+    return _run_exact("keep_float", fn, cases, arg_names=["names"], describe=describe, hint=(
+        "quantizer = X86InductorQuantizer(); quantizer.set_global("
+        "get_default_x86_inductor_quantization_config()); then for each name "
+        "quantizer.set_module_name_qconfig(name, None)."))
+
+
+def check_latency_stats(fn: Callable[[Sequence[float], int], tuple[float, float]]) -> CheckResult:
+    """``fn(times_ms, warmup) -> (median, spread)``: drop warm-up runs, median and p75 - p25."""
+    cases = [
+        Case(([50.0, 2.0, 1.0, 3.0, 9.0, 2.0], 1), (2.0, 1.0),
+             "a slow first run and one outlier", "drop the first `warmup` timings before anything."),
+        Case(([10.0, 10.0, 10.0, 10.0], 0), (10.0, 0.0), "all equal: no spread"),
+        Case(([100.0, 1.0, 2.0, 3.0, 4.0], 1), (2.5, 1.5),
+             "even count: median between the middle two; quartiles interpolate",
+             "np.percentile(kept, [25, 50, 75]) interpolates linearly between sorted values."),
+        Case(([5.0, 4.0, 3.0, 2.0, 1.0], 2), (2.0, 1.0), "two warm-up runs"),
+        Case(([1.0, 1.0, 1.0, 1.0, 1000.0], 0), (1.0, 0.0),
+             "one hiccup of the machine must not move the answer",
+             "the mean (200.8 here) follows the outlier; the median does not."),
+        Case(([9.0, 3.0], 1), (3.0, 0.0), "one timing left"),
+        Case(([7.0, 1.0, 8.0, 2.0, 6.0, 3.0], 0), (4.5, 4.5), "unsorted input"),
+    ]
+    return run_checks("latency_stats", fn, cases, rtol=1e-9, atol=1e-12,
+                      arg_names=["times_ms", "warmup"], hint=(
+        "kept = np.asarray(times_ms)[warmup:]; q1, median, q3 = np.percentile(kept, [25, 50, 75]); "
+        "return median, q3 - q1."))
+
+
+# ---------------------------------------------------------------- lesson 05: fake quantization and QAT
+
+def check_fake_quantize_ste(fn: Callable[..., Any]) -> CheckResult:
+    """``fn(x, scale, zero_point, quant_min, quant_max) -> x_hat``: a torch fake-quant op whose
+    gradient is the straight-through estimator (1 where the rounded value is in range, else 0).
+
+    The check runs ``fn`` on a float32 tensor that requires grad, back-propagates ones, and
+    compares ``(x_hat, x.grad)``.
+    """
+    import torch  # only this lesson's checkers need torch
+
+    def forward_and_grad(x, scale, zero_point, quant_min, quant_max):
+        t = torch.tensor(x, dtype=torch.float32, requires_grad=True)
+        y = fn(t, scale, zero_point, quant_min, quant_max)
+        if not isinstance(y, torch.Tensor):
+            raise TypeError(f"return a torch tensor, not {type(y).__name__}")
+        if y.requires_grad:
+            y.backward(torch.ones_like(y))
+        grad = t.grad.numpy() if t.grad is not None else np.full(t.shape, np.nan, np.float32)
+        return y.detach().numpy(), grad
+
+    no_grad = ("no gradient reached x (shown as nan) or it is 0 everywhere: torch.round has a zero "
+               "gradient; write a torch.autograd.Function whose backward returns grad_output "
+               "times the in-range mask (or use x + (x_hat - x).detach() for the values).")
+    cases = [
+        Case(([-1.0, 0.26, 0.74, 3.0], 0.5, 0, -2, 3),
+             ([-1.0, 0.5, 0.5, 1.5], [1.0, 1.0, 1.0, 0.0]),
+             "3.0 is clamped: its gradient is 0, the others pass",
+             "where the value was clamped the output does not move with x: gradient 0 there."),
+        Case(([0.25, 0.75, -0.25, 1.25], 0.5, 0, -8, 7), ([0.0, 1.0, 0.0, 1.0], [1.0] * 4),
+             ".5 ties round to even, as torch.round",
+             "torch.round rounds half to even; floor(v + 0.5) rounds 0.5 up."),
+        Case(([0.0, 1.0, -0.1], 0.1, 10, 0, 255), ([0.0, 1.0, -0.1], [1.0, 1.0, 1.0]),
+             "uint8 with zero point 10: 0.0 stays exact", no_grad),
+        Case(([-5.0, 5.0, 0.3], 1.0, 0, -2, 1), ([-2.0, 1.0, 0.0], [0.0, 0.0, 1.0]),
+             "both ends clamped"),
+        Case(([1.0, 1.4, 1.6, -2.4, -2.6], 1.0, 0, -2, 1),
+             ([1.0, 1.0, 1.0, -2.0, -2.0], [1.0, 1.0, 0.0, 1.0, 0.0]),
+             "the mask looks at the rounded value: 1.4 rounds to 1, inside the range",
+             "compute the mask from q = round(x / scale) + zero_point, not from x / scale: "
+             "1.4 rounds to 1 <= quant_max, so its gradient is 1, as in PyTorch."),
+        Case(([-0.6, -0.7, 2.4, 2.5], 0.2, 3, 0, 15),
+             ([-0.6, -0.6, 2.4, 2.4], [1.0, 0.0, 1.0, 1.0]),
+             "uint4 with zero point 3: -3.5 rounds to -4, below the range; 12.5 to 12, inside",
+             "add the zero point before clamping and before the mask: q = round(x / s) + zp."),
+        Case(([0.0, 0.01, -0.01], 0.02, -128, -128, 127), ([0.0, 0.0, 0.0], [1.0, 1.0, 1.0]),
+             "zero point at quant_min: +-0.5 steps round to the zero point, still inside"),
+    ]
+    return run_checks("fake_quantize_ste", forward_and_grad, cases, rtol=1e-6, atol=1e-7,
+                      arg_names=["x", "scale", "zero_point", "quant_min", "quant_max"], hint=(
+        "forward: (clamp(round(x / scale) + zero_point, quant_min, quant_max) - zero_point) * "
+        "scale; backward: grad_output where quant_min <= round(x / scale) + zero_point <= "
+        "quant_max, else 0 (save that mask in forward with ctx.save_for_backward)."))
+
+
+def check_fake_quant_step(fn: Callable[..., tuple]) -> CheckResult:
+    """``fn(x, min_val, max_val, averaging_constant, quant_min, quant_max) -> (x_hat, min, max)``:
+    one forward step of a FakeQuantize with a moving-average min-max observer (asymmetric)."""
+    eps = float(np.finfo(np.float32).eps)
+    a = np.array
+    cases = [
+        Case((a([-1.0, 0.0, 2.0], np.float32), None, None, 0.5, -8, 7),
+             ([-1.0, 0.0, 2.0], -1.0, 2.0), "the first batch sets the range",
+             "when min_val is None (nothing observed yet) take the batch's min and max as they are."),
+        Case((a([-3.0, 0.0, 6.0], np.float32), -1.0, 2.0, 0.5, -8, 7), ([-2.0, 0.0, 4.0], -2.0, 4.0),
+             "a later batch moves the range halfway (c = 0.5): -3 and 6 are clamped",
+             "new_min = min_val + c * (batch_min - min_val): the batch's own range is not used "
+             "directly."),
+        Case((a([1.0, 3.0], np.float32), None, None, 0.01, 0, 255), ([1.0, 3.0], 1.0, 3.0),
+             "all positive: the qparams widen the range to include 0, the observer keeps [1, 3]",
+             "widen to include 0 only for the scale and zero point (lo = min(min, 0)); return "
+             "the observer's own min and max."),
+        Case((a([-4.0, 0.5, 6.0], np.float32), -1.0, 1.0, 0.01, -128, 127),
+             ([-1.0277647, 0.49756858, 1.0522352], -1.03, 1.05),
+             "PyTorch's default c = 0.01: one extreme batch barely moves the range"),
+        Case((a([0.0, 0.0], np.float32), None, None, 0.01, -8, 7), ([0.0, 0.0], 0.0, 0.0),
+             "an all-zero batch: the scale is floored at eps",
+             f"scale = max((hi - lo) / (quant_max - quant_min), {eps}) avoids dividing by 0."),
+        Case((a([-0.5, 0.26, 1.0], np.float32), -1.0, 1.0, 0.5, 0, 3),
+             ([-0.5833333, 0.0, 1.1666666], -0.75, 1.0),
+             "2 bits unsigned over [-0.75, 1]: scale 1.75 / 3, zero point 1"),
+    ]
+    return run_checks("fake_quant_step", fn, cases, rtol=1e-5, atol=1e-6,
+                      arg_names=["x", "min_val", "max_val", "averaging_constant", "quant_min",
+                                 "quant_max"], hint=(
+        "1) update min/max (first batch: take them; later: move a fraction c towards the batch's); "
+        "2) lo, hi = min(min, 0), max(max, 0); scale = (hi - lo) / (quant_max - quant_min); "
+        "zero_point = quant_min - round(lo / scale), clamped; 3) fake-quantize x with them."))
+
+
+def check_qat_step(fn: Callable[..., np.ndarray]) -> CheckResult:
+    """``fn(w, x, y, scale, lr) -> new_w``: one SGD step of QAT on ``pred = x @ fq(w).T`` with the
+    mean squared error, ``fq`` symmetric 4-bit narrow range ``[-7, 7]`` with the given scale."""
+    a = np.array
+    f = np.float32
+    cases = [
+        Case((a([[0.3, -0.2]], f), a([[1.0, 2.0]], f), a([[0.5]], f), 0.25, 0.1), a([[0.45, 0.1]]),
+             "one weight row: fq(w) = [0.25, -0.25], the step updates the float w",
+             "update the float (shadow) weights w, not their quantized copy fq(w): "
+             "new_w = w - lr * grad."),
+        Case((a([[2.0, 0.1]], f), a([[1.0, 1.0]], f), a([[1.0]], f), 0.25, 0.1), a([[2.0, -0.05]]),
+             "2.0 / 0.25 = 8 is clamped to 7: that weight gets no gradient",
+             "the STE passes the gradient only where round(w / scale) lies in [-7, 7]."),
+        Case((a([[0.5, -0.5], [0.1, 0.9]], f), a([[1.0, 0.0], [0.5, -1.0]], f),
+              a([[0.0, 1.0], [1.0, 0.0]], f), 0.1, 0.5), a([[0.40625, -0.5625], [0.40625, 0.9]]),
+             "two samples, two outputs: the loss is the mean over all 4 elements",
+             "loss = mean((x @ fq(w).T - y) ** 2) over every element, so grad = 2 * (pred - y) / "
+             "pred.size, then @ x."),
+        Case((a([[0.3, -0.2]], f), a([[1.0, 2.0]], f), a([[-0.25]], f), 0.25, 0.1), a([[0.3, -0.2]]),
+             "the quantized model is already exact: zero gradient, w unchanged"),
+        Case((a([[-1.0, 0.4, 0.05]], f), a([[1.0, -1.0, 2.0], [0.0, 1.0, 1.0]], f),
+              a([[0.2], [0.3]], f), 0.125, 0.05), a([[-1.0, 0.32375, 0.19125]]),
+             "-1.0 / 0.125 = -8 is clamped; 0.05 rounds to 0 but still learns",
+             "a weight that rounds to 0 is inside the range: its gradient passes."),
+    ]
+    return run_checks("qat_step", fn, cases, rtol=1e-5, atol=1e-6,
+                      arg_names=["w", "x", "y", "scale", "lr"], hint=(
+        "w_hat = clip(round(w / scale), -7, 7) * scale; pred = x @ w_hat.T; g = 2 * (pred - y) / "
+        "pred.size; grad_w_hat = g.T @ x; grad_w = grad_w_hat * (|round(w / scale)| <= 7); "
+        "return w - lr * grad_w (torch autograd with your STE works too)."))
+
+
+def check_lsq_scale_grad(fn: Callable[..., np.ndarray]) -> CheckResult:
+    """``fn(x, scale, zero_point, quant_min, quant_max) -> d x_hat / d scale`` per element (LSQ)."""
+    a = np.array
+    cases = [
+        Case((a([0.2, 0.7, 5.0], np.float32), 0.5, 0, -4, 3), a([-0.4, -0.4, 3.0]),
+             "inside: round(v) - v with v = x / s; clamped above: quant_max - zero_point",
+             "where x_hat = (quant_max - z) * s is clamped, its derivative is quant_max - z."),
+        Case((a([-3.0, -0.6, 0.0], np.float32), 0.5, 0, -4, 3), a([-4.0, 0.2, 0.0]),
+             "clamped below: quant_min - zero_point; exact zero: 0"),
+        Case((a([0.13, 0.35, -0.95], np.float32), 0.2, 2, 0, 7), a([0.35, 0.25, -2.0]),
+             "a zero point: -4.75 rounds to -5, plus 2 is below 0, so quant_min - z = -2",
+             "compare round(x / s) + zero_point with the range; the clamped derivative is "
+             "quant_min - zero_point (or quant_max - zero_point), not quant_min."),
+        Case((a([0.25, -0.25], np.float32), 0.5, 0, -8, 7), a([-0.5, 0.5]),
+             "ties round to even: round(0.5) = 0"),
+        Case((a([1.3, -1.3, 0.9], np.float32), 0.1, 0, -7, 7), a([7.0, -7.0, 7.0]),
+             "everything clamped: the gradient pushes the scale to grow"),
+        Case((a([0.33, -0.07], np.float32), 0.1, 0, -128, 127), a([-0.3, -0.3]),
+             "8 bits, all inside",
+             "inside the range d/ds [round(x/s) * s] = round(x/s) - x/s (the STE keeps round)."),
+    ]
+    return run_checks("lsq_scale_grad", fn, cases, rtol=1e-5, atol=1e-5,
+                      arg_names=["x", "scale", "zero_point", "quant_min", "quant_max"], hint=(
+        "v = x / s; q = round(v) + zero_point; inside [quant_min, quant_max]: round(v) - v; "
+        "below: quant_min - zero_point; above: quant_max - zero_point."))
+
+
+def _qat_models() -> dict[str, Callable[[], Any]]:
+    """Small prepared models for check_freeze_observers, built on demand (torch, tl.qat)."""
+    import torch
+    from torch import nn
+
+    from tutorial_lib import qat
+
+    def seq(*layers):
+        torch.manual_seed(0)
+        return nn.Sequential(*layers)
+
+    def one_frozen():
+        m = qat.prepare_qat(seq(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)), bits=4).eval()
+        m(torch.ones(2, 4))  # calibrated on something else first
+        m[0].input_fake_quant.observer_enabled = False
+        return m
+
+    def nested():
+        inner = qat.prepare_qat(seq(nn.Linear(4, 3)), bits=8)
+        return nn.Sequential(nn.Sequential(inner), nn.Softmax(dim=1))
+
+    return {
+        "Linear(4, 3), 8 bits": lambda: qat.prepare_qat(seq(nn.Linear(4, 3)), bits=8),
+        "Linear-ReLU-Linear, 4 bits": lambda: qat.prepare_qat(
+            seq(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)), bits=4),
+        "same, one observer already frozen": one_frozen,
+        "Linear(4, 3) with learnable scales (LSQ)": lambda: qat.prepare_qat(
+            seq(nn.Linear(4, 3)), bits=4, learnable=True),
+        "a prepared model nested in two containers": nested,
+    }
+
+
+def check_freeze_observers(fn: Callable[[Any], Any]) -> CheckResult:
+    """``fn(model)``: switch off the observer of every ``tl.qat.FakeQuantize`` in ``model``.
+
+    For each model the check calibrates on one batch, calls ``fn``, runs a batch ten times
+    larger, and reports ``(observers still on, fake-quant nodes on, scales that moved)``.
+    """
+    import torch
+
+    from tutorial_lib import qat
+
+    builders = _qat_models()
+
+    def frozen_state(description):
+        model = builders[description]()
+        x = torch.linspace(-1, 1, 16).reshape(4, 4)
+        model.eval()
+        model(x)  # calibrate
+        fn(model)
+        fqs = [m for m in model.modules() if isinstance(m, qat.FakeQuantize)]
+        before = [fq.scale.detach().clone() for fq in fqs]
+        with torch.no_grad():
+            model(10 * x)
+        moved = sum(not torch.equal(b, fq.scale.detach()) for b, fq in zip(before, fqs, strict=True))
+        return (sum(fq.observer_enabled for fq in fqs), sum(fq.fake_quant_enabled for fq in fqs),
+                moved)
+
+    counts = {"Linear(4, 3), 8 bits": 2, "Linear-ReLU-Linear, 4 bits": 4,
+              "same, one observer already frozen": 4,
+              "Linear(4, 3) with learnable scales (LSQ)": 2,
+              "a prepared model nested in two containers": 2}
+    hints = {
+        "a prepared model nested in two containers":
+            "walk every submodule with model.modules() (it recurses), not model.children().",
+        "Linear(4, 3) with learnable scales (LSQ)":
+            "LearnableFakeQuantize is a subclass of FakeQuantize: isinstance finds it too.",
+    }
+    cases = [Case((d,), (0, n, 0), d, hints.get(d, "")) for d, n in counts.items()]
+    return _run_exact("freeze_observers", frozen_state, cases, arg_names=["model"], hint=(
+        "for m in model.modules(): if isinstance(m, tl.qat.FakeQuantize): m.observer_enabled = "
+        "False. Leave fake_quant_enabled alone: the model must keep quantizing, only the ranges "
+        "stop moving. The answer is (observers on, fake-quant on, scales moved)."))
+
+
+# ---------------------------------------------------------------- lesson 07: TFLite post-training
+
+def check_representative_dataset(fn: Callable[[np.ndarray, int], Any]) -> CheckResult:
+    """``fn(x, num_samples)``: yields ``[sample]`` lists, each one float32 array of batch 1.
+
+    The report describes what ``fn`` yields: how many items, whether each is a list holding
+    one array, whether that array has a batch dimension of 1 and dtype float32, and the sum of
+    all values (to catch wrong or reordered samples).
+    """
+    def describe(items):
+        items = list(items)
+        one_array = all(isinstance(i, list | tuple) and len(i) == 1 for i in items)
+        arrays = [np.asarray(i[0]) for i in items] if one_array else []
+        return {"items": len(items), "each a list of one array": one_array,
+                "batch of 1": one_array and all(a.ndim >= 1 and a.shape[0] == 1 for a in arrays),
+                "float32": one_array and all(a.dtype == np.float32 for a in arrays),
+                "sum": round(float(sum(a.sum(dtype=np.float64) for a in arrays)), 6)}
+
+    def expected(n, total):
+        return {"items": n, "each a list of one array": True, "batch of 1": True,
+                "float32": True, "sum": total}
+
+    images = np.arange(5 * 2 * 2 * 1, dtype=np.float64).reshape(5, 2, 2, 1) / 10
+    vectors = np.array([[1, 2], [3, 4], [5, 6]], dtype=np.uint8)
+    cases = [
+        Case((images, 3), expected(3, 6.6), "the first 3 of 5 images (sums 0.6 + 2.2 + 3.8)",
+             "yield [x[i:i + 1].astype(np.float32)]: a list holding one array of batch 1."),
+        Case((images, 10), expected(5, 19.0), "asking for more samples than there are: all 5",
+             "stop at len(x): range(min(num_samples, len(x)))."),
+        Case((images, 1), expected(1, 0.6), "a single sample"),
+        Case((vectors, 2), expected(2, 10.0), "uint8 vectors must become float32",
+             "the converter feeds each array to a float32 input: cast with .astype(np.float32)."),
+        Case((images, 0), expected(0, 0.0), "no samples: yield nothing"),
+    ]
+    return _run_exact("representative_dataset", fn, cases, arg_names=["x", "num_samples"],
+                      describe=describe, show=lambda a: f"x of shape {a[0].shape} "
+                      f"({a[0].dtype}), num_samples={a[1]}", hint=(
+        "a generator: for i in range(min(num_samples, len(x))): "
+        "yield [x[i:i + 1].astype(np.float32)]."))
+
+
+def check_quantize_input(fn: Callable[[np.ndarray, float, int], np.ndarray]) -> CheckResult:
+    """``fn(x, scale, zero_point) -> q``: float input to an int8 input tensor, as TFLite does.
+
+    ``q = clamp(round(x / scale) + zero_point, -128, 127)`` rounding half away from zero, in
+    dtype int8. The report shows the values and whether the dtype is int8 (1.0) or not (0.0).
+    """
+    a = np.array
+
+    def wrapped(x, scale, zero_point):
+        q = np.asarray(fn(x, scale, zero_point))
+        return q.astype(np.float64), float(q.dtype == np.int8)
+
+    cases = [
+        Case((a([0.0, 0.2, 1.0], np.float32), 1 / 255, -128), (a([-128, -77, 127]), 1.0),
+             "pixels in [0, 1] with the course CNN's input parameters"),
+        Case((a([0.25, 1.25, -0.25, -1.25], np.float32), 0.5, 0), (a([1, 3, -1, -3]), 1.0),
+             "ties x / scale = +-0.5 and +-2.5 round away from zero",
+             "TFLite rounds half away from zero: np.sign(v) * np.floor(np.abs(v) + 0.5); "
+             "np.round would give 0 and 2."),
+        Case((a([-1.0, 0.0, 1.0], np.float32), 0.02, 10), (a([-40, 10, 60]), 1.0),
+             "a positive zero point; 0.0 maps exactly to it"),
+        Case((a([2.0, -3.0], np.float32), 1 / 255, -128), (a([127, -128]), 1.0),
+             "out of range: clamp, never wrap",
+             "clip to [-128, 127] before casting: astype(np.int8) wraps 382 around to 126."),
+        Case((a([0.4], np.float32), 1 / 255, -128), (a([-26]), 1.0),
+             "the dtype must be int8: LiteRT refuses anything else for an int8 input",
+             "return q.astype(np.int8) after clipping."),
+        Case((a([[0.1, 0.9], [0.4, 0.6]], np.float32), 0.1, -5), (a([[-4, 4], [-1, 1]]), 1.0),
+             "a 2-D batch keeps its shape"),
+    ]
+    return run_checks("quantize_input", wrapped, cases, arg_names=["x", "scale", "zero_point"],
+                      hint=("q = clip(round_half_away(x / scale) + zero_point, -128, 127), then "
+                            ".astype(np.int8); the second number in the answer is 1.0 when the "
+                            "dtype is int8."))
+
+
+def check_dequantize_weight(fn: Callable[[np.ndarray, Any, int], np.ndarray]) -> CheckResult:
+    """``fn(q, scale, quantized_dimension) -> w``: a symmetric int8 weight read from a file.
+
+    ``w = q * scale``, with one scale per index along ``quantized_dimension`` (zero points are 0
+    for TFLite weights); a single number is a per-tensor scale.
+    """
+    a = np.array
+    conv3 = np.arange(-13, 14, dtype=np.int8).reshape(3, 1, 3, 3)  # OHWI, 3 output channels
+    conv3_expected = conv3.astype(np.float64) * a([0.5, 0.25, 0.125]).reshape(3, 1, 1, 1)
+    depthwise = np.arange(12, dtype=np.int8).reshape(1, 2, 2, 3)  # 1HWC, channels last
+    depthwise_expected = depthwise.astype(np.float64) * a([1.0, 0.5, 0.25])
+    cases = [
+        Case((a([[1, -2, 3], [127, -127, 0]], np.int8), a([0.5, 0.01]), 0),
+             a([[0.5, -1.0, 1.5], [1.27, -1.27, 0.0]]), "FULLY_CONNECTED: (out, in), axis 0",
+             "reshape the scales so they line up with quantized_dimension, e.g. "
+             "np.expand_dims over the other axes."),
+        Case((conv3, a([0.5, 0.25, 0.125]), 0), conv3_expected,
+             "CONV_2D (O, H, W, I) with as many inputs as outputs: broadcasting along the last "
+             "axis gives the wrong answer silently",
+             "q * scale multiplies along the LAST axis; move the scales to axis "
+             "quantized_dimension: scale.reshape([-1 if i == axis else 1 for i in range(q.ndim)])."),
+        Case((depthwise, a([1.0, 0.5, 0.25]), 3), depthwise_expected,
+             "DEPTHWISE_CONV_2D (1, H, W, C): channels on axis 3"),
+        Case((a([-128, 0, 127], np.int8), 0.5, 0), a([-64.0, 0.0, 63.5]),
+             "one scale for the whole tensor",
+             "a plain number is a per-tensor scale: multiply directly."),
+        Case((a([[100, -100], [50, 25]], np.int8), a([0.02, 0.04]), 1),
+             a([[2.0, -4.0], [1.0, 1.0]]), "channels on axis 1"),
+    ]
+    return run_checks("dequantize_weight", fn, cases, rtol=1e-6, atol=1e-7,
+                      arg_names=["q", "scale", "quantized_dimension"], hint=(
+        "w = q.astype(np.float32) * scale, with a per-channel scale reshaped to broadcast along "
+        "quantized_dimension."))
+
+
+def check_largest_scale(fn: Callable[[list[dict]], Any]) -> CheckResult:
+    """``fn(rows) -> name``: the tensor with the largest scale in a ``tensor_table``-like list.
+
+    Rows are dicts with at least "name" and "scale": None (not quantized), a number, or an
+    array (one per channel: its largest entry counts). Return None when nothing is quantized.
+    """
+    a = np.array
+    course = [{"name": "input", "scale": 0.0039}, {"name": "conv1/weights", "scale": a([0.01, 0.02])},
+              {"name": "conv1", "scale": 0.0309}, {"name": "fc1", "scale": 0.053},
+              {"name": "logits", "scale": 0.115}]
+    cases = [
+        Case((course,), "logits", "the course CNN's full-integer tensors: logits span most"),
+        Case(([{"name": "x", "scale": None}, {"name": "w", "scale": 0.5},
+               {"name": "y", "scale": 0.25}],), "w", "float tensors have no scale: skip them",
+             "leave out rows whose scale is None (comparing None with a number raises)."),
+        Case(([{"name": "w1", "scale": a([0.1, 0.9, 0.2])}, {"name": "y", "scale": 0.5}],), "w1",
+             "a per-channel weight: its largest channel counts",
+             "for an array of scales use its largest entry (np.max), not the first or the mean."),
+        Case(([{"name": "w1", "scale": a([0.6, 0.1])}, {"name": "y", "scale": 0.5}],), "w1",
+             "per channel again: the mean (0.35) would lose"),
+        Case(([{"name": "a", "scale": None}, {"name": "b", "scale": None}],), None,
+             "nothing is quantized: None", "return None when no row has a scale."),
+        Case(([{"name": "only", "scale": 1e-6}],), "only", "a single tiny scale still wins"),
+    ]
+    return _run_exact("largest_scale", fn, cases, arg_names=["rows"], hint=(
+        "keep rows with a scale, take float(np.max(row['scale'])) for each, and return the name "
+        "of the largest (or None)."))
+
+
+# ---------------------------------------------------------------- lesson 08: QAT with tfmot
+
+def check_nudge(fn: Callable[[float, float, int], tuple[float, float, float]]) -> CheckResult:
+    """``fn(min_val, max_val, num_bits) -> (nudged_min, nudged_max, scale)``, as TF's FakeQuant.
+
+    ``scale = (max - min) / (2**num_bits - 1)``; the zero point ``-min / scale`` is rounded
+    half away from zero and clamped to ``[0, 2**num_bits - 1]``, and the range is moved so that
+    0.0 falls exactly on a level. Expected values are TensorFlow 2.21's
+    ``tf.quantization.fake_quant_with_min_max_vars`` (computed in float32).
+    """
+    cases = [
+        Case((-6.0, 6.0, 8), (-6.023529529571533, 5.976470470428467, 0.0470588244497776),
+             "tfmot's initial range [-6, 6]: the zero point 127.5 rounds up to 128"),
+        Case((0.0, 1.0, 8), (0.0, 1.0, 0.003921568859368563), "images in [0, 1]: nothing moves"),
+        Case((-5.8635073, 6.0417705, 8), (-5.882607460021973, 6.022669315338135,
+                                          0.04668736085295677),
+             "a range after a short QAT fine-tune: zero point 125.59 rounds to 126",
+             "round the zero point (-min / scale), do not truncate it."),
+        Case((-0.1, 1.0, 8), (-0.09921568632125854, 1.0007842779159546, 0.004313725512474775),
+             "zero point 23.18 rounds down to 23: the range slides up"),
+        Case((-1.25, 6.25, 4), (-1.5, 6.0, 0.5), "4 bits, zero point exactly 2.5: away from zero",
+             "TF rounds half away from zero (std::round): 2.5 becomes 3; np.round gives 2."),
+        Case((0.2, 1.0, 8), (0.0, 0.800000011920929, 0.0031372548546642065),
+             "a range without 0: the zero point clamps to 0 and the range slides down to 0",
+             "clamp the zero point to [0, 2**num_bits - 1] before computing the nudged range."),
+        Case((-2.0, -0.5, 8), (-1.5, 0.0, 0.0058823530562222),
+             "all negative: the zero point clamps to 255"),
+    ]
+    return run_checks("nudge", fn, cases, rtol=1e-6, atol=1e-7,
+                      arg_names=["min_val", "max_val", "num_bits"], hint=(
+        "scale = (max_val - min_val) / (2**num_bits - 1); zero_point = clamp(round_half_away("
+        "-min_val / scale), 0, 2**num_bits - 1); nudged_min = -zero_point * scale; "
+        "nudged_max = (2**num_bits - 1 - zero_point) * scale."))
+
+
+def check_fake_quant_min_max(fn: Callable[[np.ndarray, float, float, int], np.ndarray]) -> CheckResult:
+    """``fn(x, min_val, max_val, num_bits) -> x_hat``: TF's FakeQuantWithMinMaxVars forward.
+
+    Nudge the range (as ``check_nudge``), clamp ``x`` to it, then ``x_hat = floor((x -
+    nudged_min) / scale + 0.5) * scale + nudged_min``. Expected values are TensorFlow 2.21's.
+    """
+    a = np.array
+    cases = [
+        Case((a([0.0, 0.31, 1.0, -0.2, 1.3], np.float32), 0.0, 1.0, 8),
+             a([0.0, 0.30980393290519714, 1.0, 0.0, 1.0]), "[0, 1] with 255 steps; clamped ends",
+             "clamp x to the nudged range before rounding."),
+        Case((a([0.0, 1.0, -1.0, 2.9, 3.5, -1.5], np.float32), -1.0, 3.0, 8),
+             a([0.0, 1.003921627998352, -1.003921627998352, 2.901960849761963,
+                2.9960784912109375, -1.003921627998352]),
+             "a range that needs nudging: 0.0 stays exact",
+             "nudge first: with the raw range, 0.0 would come back as a small nonzero number."),
+        Case((a([0.0, 1.0, -1.0, 0.4, 0.1], np.float32), -1.0, 3.0, 4),
+             a([0.0, 1.0666667222976685, -1.0666667222976685, 0.5333333611488342, 0.0]),
+             "4 bits: 15 steps of 0.267"),
+        Case((a([0.25, 1.25, 0.75], np.float32), 0.0, 1.5, 2), a([0.5, 1.5, 1.0]),
+             "2 bits, steps of 0.5: ties at 0.5 and 2.5 steps round up",
+             "TF adds 0.5 and floors (half up); np.round rounds 0.5 and 2.5 to even."),
+        Case((a([-5.0, 0.0, 0.1, 5.99, 7.0], np.float32), -6.0, 6.0, 8),
+             a([-4.9882354736328125, 0.0, 0.0941176488995552, 5.976470470428467,
+                5.976470470428467]), "tfmot's initial range: the top is 5.976, not 6"),
+        Case((a([0.6, 0.05, 1.0], np.float32), 0.2, 1.0, 8),
+             a([0.5992156863212585, 0.050196077674627304, 0.800000011920929]),
+             "a range without 0 slides to [0, 0.8]"),
+    ]
+    return run_checks("fake_quant_min_max", fn, cases, rtol=1e-6, atol=1e-7,
+                      arg_names=["x", "min_val", "max_val", "num_bits"], hint=(
+        "nudge the range, clip x to [nudged_min, nudged_max], then "
+        "np.floor((x - nudged_min) / scale + 0.5) * scale + nudged_min."))
+
+
+def check_ema_range(fn: Callable[[Sequence[tuple[float, float]], float, tuple[float, float]],
+                                 tuple[float, float]]) -> CheckResult:
+    """``fn(batch_ranges, decay, init) -> (min, max)``: tfmot's MovingAverageQuantizer.
+
+    Start from ``init``; for each batch's ``(batch_min, batch_max)`` first widen it to include
+    0, then move each end: ``v = v - (v - target) * (1 - decay)``.
+    """
+    p23 = 0.999**23
+    cases = [
+        Case(([(0.0, 4.0)], 0.999, (-6.0, 6.0)), (-5.994, 5.998),
+             "one step of tfmot's default decay from [-6, 6]",
+             "each step moves only (1 - decay) = 0.1% of the way: v - (v - target) * (1 - decay)."),
+        Case(([(0.0, 4.0)] * 23, 0.999, (-6.0, 6.0)), (-6 * p23, 4 + 2 * p23),
+             "23 steps (one epoch of the course's digits): barely moved"),
+        Case(([(0.5, 2.0)], 0.5, (-1.0, 1.0)), (-0.5, 1.5),
+             "an all-positive batch: the min moves towards 0, not 0.5",
+             "widen each batch range to include 0: min(batch_min, 0), max(batch_max, 0)."),
+        Case(([(-3.0, -1.0)], 0.5, (0.0, 0.0)), (-1.5, 0.0), "an all-negative batch"),
+        Case(([(0.0, 1.0), (0.0, 3.0), (0.0, 2.0)], 0.9, (-6.0, 6.0)), (-4.374, 4.925),
+             "three batches, decay 0.9"),
+        Case(([(-1.0, 2.0), (-0.5, 4.0)], 0.0, (-6.0, 6.0)), (-0.5, 4.0),
+             "decay 0: the last batch's range"),
+        Case(([], 0.999, (-6.0, 6.0)), (-6.0, 6.0), "no batches: the initial range"),
+    ]
+    return run_checks("ema_range", fn, cases, rtol=1e-9, atol=1e-12,
+                      arg_names=["batch_ranges", "decay", "init"], hint=(
+        "lo, hi = init; for each (bmin, bmax): lo -= (lo - min(bmin, 0)) * (1 - decay); "
+        "hi -= (hi - max(bmax, 0)) * (1 - decay)."))
+
+
+def check_qat_recovery(fn: Callable[[float, float, float], float]) -> CheckResult:
+    """``fn(float_acc, ptq_acc, qat_acc) -> fraction``: how much of PTQ's loss QAT wins back.
+
+    ``(qat_acc - ptq_acc) / (float_acc - ptq_acc)``: 1 means all of it, 0 none; NaN when PTQ
+    lost nothing (there is nothing to recover).
+    """
+    cases = [
+        Case((0.9, 0.8, 0.85), 0.5, "half of the 10 points come back"),
+        Case((98.6, 61.7, 98.1), (98.1 - 61.7) / (98.6 - 61.7), "percentages work the same"),
+        Case((0.9, 0.8, 0.8), 0.0, "QAT no better than PTQ"),
+        Case((0.9, 0.8, 0.92), 1.2, "QAT beats the float model: above 1"),
+        Case((0.9, 0.8, 0.75), -0.5, "QAT worse than PTQ: negative",
+             "divide by the PTQ loss (float_acc - ptq_acc), not by an accuracy."),
+        Case((0.9, 0.9, 0.89), math.nan, "PTQ lost nothing: NaN",
+             "when float_acc - ptq_acc <= 0 there is nothing to recover: return math.nan."),
+        Case((0.9, 0.95, 0.9), math.nan, "PTQ better than float: NaN too"),
+    ]
+    return run_checks("qat_recovery", fn, cases, rtol=1e-9,
+                      arg_names=["float_acc", "ptq_acc", "qat_acc"], hint=(
+        "lost = float_acc - ptq_acc; return math.nan if lost <= 0 else "
+        "(qat_acc - ptq_acc) / lost."))

@@ -12,16 +12,15 @@ Images are NHWC float32 arrays as returned by ``tl.data.load_digits(size=32, lay
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import sys
 import tempfile
-import warnings
-from collections.abc import Iterator
+import time
 
 import numpy as np
 
+from tutorial_lib._quiet import quiet_stderr
 from tutorial_lib.data import Dataset, load_digits
 
 _LEGACY_VALUES = ("1", "true", "True")
@@ -51,38 +50,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # only its start-up notice is unwanted, and _quiet_stderr below swallows it.
 
 
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """Send everything written to stderr (file descriptor 2) to a temporary file.
-
-    TensorFlow's shared libraries log a few lines while they load (e.g. "Could not find cuda
-    drivers", the oneDNN notice), before TF_CPP_MIN_LOG_LEVEL is read, straight to file
-    descriptor 2, where no Python setting can reach them. If the block fails, the captured text
-    is replayed so that real errors are not lost.
-    """
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, AttributeError, ValueError):
-        # No usable stderr (e.g. a closed descriptor): nothing to silence.
-        yield
-        return
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                yield
-        except BaseException:
-            os.dup2(saved, 2)
-            sink.seek(0)
-            sys.stderr.write(sink.read().decode(errors="replace"))
-            raise
-        finally:
-            with contextlib.suppress(OSError, ValueError):
-                sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
+# TensorFlow's shared libraries log a few lines while they load (e.g. "Could not find cuda
+# drivers", the oneDNN notice) straight to file descriptor 2, before TF_CPP_MIN_LOG_LEVEL is
+# read; quiet_stderr catches those too and replays them only if the import fails.
+_quiet_stderr = quiet_stderr
 
 
 with _quiet_stderr():
@@ -93,7 +64,9 @@ with _quiet_stderr():
 tf.get_logger().setLevel("ERROR")
 
 __all__ = ["accuracy_keras", "course_cnn_keras", "train_keras", "trained_cnn_keras", "MODES",
-           "convert", "interpreter", "run_tflite"]
+           "convert", "run_converter", "interpreter", "run_tflite", "size_on_disk",
+           "compare_latency", "latency_ms", "accuracy_tflite", "tensor_table", "mobilenet_v2",
+           "load_tfmot", "prepare_qat"]
 
 # Same recipe as the PyTorch side (tutorial_lib.torch_bridge): Adam, warm-up then decay.
 EPOCHS = 6
@@ -232,6 +205,40 @@ def trained_cnn_keras(seed: int = 0) -> tf_keras.Model:
 MODES = ("float", "dynamic_range", "full_integer", "integer_only", "float16")
 
 
+def _is_qat(model: tf_keras.Model) -> bool:
+    """Whether tfmot wrapped the model for quantization-aware training (it has learned ranges)."""
+    return any(type(layer).__module__.startswith("tensorflow_model_optimization")
+               for layer in getattr(model, "layers", ()))
+
+
+def _keras_converter(model: tf_keras.Model):
+    """A TFLiteConverter for a Keras model that does not save the model as a SavedModel first.
+
+    ``TFLiteConverter.from_keras_model`` first writes the whole Keras model to a temporary
+    SavedModel, tracing every layer's call for it; for MobileNetV2 that is most of a minute,
+    against a few seconds for the conversion proper. Tracing only the inference call, into a
+    concrete function held by a ``tf.Module`` with the model's variables, gives the same .tflite
+    file: same tensors, operators, signature and size; one byte of the conversion metadata
+    records the different source API. Models without defined inputs (subclassed, never built)
+    go the slow way.
+    """
+    if not getattr(model, "inputs", None):
+        return tf.lite.TFLiteConverter.from_keras_model(model)
+    specs = [tf.TensorSpec(t.shape, t.dtype, name=name)
+             for t, name in zip(model.inputs, model.input_names, strict=True)]
+
+    def serve(*inputs):
+        outputs = model(inputs[0] if len(inputs) == 1 else list(inputs), training=False)
+        outputs = outputs if isinstance(outputs, list | tuple) else [outputs]
+        return dict(zip(model.output_names, outputs, strict=True))
+
+    module = tf.Module()
+    module.model_variables = list(model.variables)  # not the Keras model: saving it is the slow part
+    module.serve = tf.function(serve, input_signature=specs)
+    return tf.lite.TFLiteConverter.from_concrete_functions(
+        [module.serve.get_concrete_function()], module)
+
+
 def convert(model: tf_keras.Model, mode: str = "float", representative_data=None,
             num_samples: int = 100) -> bytes:
     """Convert a Keras model to a .tflite flatbuffer with one of TFLite's post-training modes.
@@ -244,26 +251,38 @@ def convert(model: tf_keras.Model, mode: str = "float", representative_data=None
     - ``float16``: float16 weights, computed in float32 on the CPU.
 
     ``representative_data`` is an array of inputs (N, ...); the first ``num_samples`` are fed
-    one at a time, as the converter expects.
+    one at a time, as the converter expects. A quantization-aware model (from ``prepare_qat``)
+    carries its own ranges and needs none.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}; got {mode!r}.")
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter = _keras_converter(model)
     if mode != "float":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if mode == "float16":
         converter.target_spec.supported_types = [tf.float16]
-    if mode in ("full_integer", "integer_only"):
-        if representative_data is None or len(representative_data) == 0:
-            raise ValueError(f"mode {mode!r} needs representative_data: a few hundred typical "
-                             "inputs, e.g. data.x_train[:100].")
+    has_data = representative_data is not None and len(representative_data) > 0
+    if mode in ("full_integer", "integer_only") and not has_data and not _is_qat(model):
+        raise ValueError(f"mode {mode!r} needs representative_data: a few hundred typical "
+                         "inputs, e.g. data.x_train[:100].")
+    if mode in ("full_integer", "integer_only") and has_data:
         samples = np.asarray(representative_data, dtype=np.float32)[:num_samples]
         converter.representative_dataset = lambda: ([s[None]] for s in samples)
     if mode == "integer_only":
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if has_data:  # without data TF 2.21 refuses INT8-only ops even for a QAT model
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
-    with _quiet_stderr():  # the MLIR converter logs to file descriptor 2
+    return run_converter(converter)
+
+
+def run_converter(converter) -> bytes:
+    """``converter.convert()``, with the converter's log lines kept out of the notebook.
+
+    The MLIR converter reports its settings and statistics on file descriptor 2 and warns
+    through Python; neither is a result. On failure the captured text is shown with the error.
+    """
+    with _quiet_stderr():
         return converter.convert()
 
 
@@ -316,3 +335,189 @@ def run_tflite(model_content: bytes | object, x, reference: bool = False,
         scale, zero_point = out_detail["quantization"]
         y = dequantize(y, scale, zero_point)
     return y
+
+
+# ---------------------------------------------------------------- measuring LiteRT models
+
+def size_on_disk(model_content: bytes) -> int:
+    """Bytes the model takes as a ``.tflite`` file: written out, then measured, as an app ships it.
+
+    A .tflite file is the converter's FlatBuffer byte for byte, so this always equals
+    ``len(model_content)``; writing it makes the point that nothing is compressed or added.
+    """
+    if not isinstance(model_content, bytes | bytearray) or bytes(model_content[4:8]) != b"TFL3":
+        raise ValueError("model_content must be the bytes of a .tflite model, as convert() returns.")
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "model.tflite")
+        with open(path, "wb") as f:
+            f.write(model_content)
+        return os.path.getsize(path)
+
+
+def compare_latency(models: dict[str, bytes], x=None, num_threads: int = 1, warmup: int = 10,
+                    repeats: int = 50) -> dict[str, float]:
+    """Median time in milliseconds of one ``invoke()`` at batch 1 for each model, taking turns.
+
+    Each model gets its own interpreter with ``num_threads`` threads (1 by default, so that a
+    busy machine and the number of cores matter less) and LiteRT's default kernels (XNNPACK).
+    The input is set once and only ``invoke()`` is timed: ``x`` of shape ``(1, ...)``, float
+    (quantized for an int8 input), or by default zeros of each model's input shape, which cost
+    the same as real data for these dense kernels. Every round invokes every model once, so a
+    slow moment on a shared machine slows all of them alike; the first ``warmup`` rounds are
+    not kept, and the median ignores the outliers. Compare the results as ratios.
+    """
+    for name, v, low in (("num_threads", num_threads, 1), ("warmup", warmup, 0),
+                         ("repeats", repeats, 1)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise ValueError(f"{name} must be an integer >= {low}; got {v!r}.")
+    if x is not None and (np.ndim(x) == 0 or np.shape(x)[0] != 1):
+        raise ValueError(f"latency is measured at batch 1: x must have shape (1, ...); got "
+                         f"{np.shape(x)}. Pass one sample, e.g. data.x_test[:1].")
+    interpreters = {}
+    for name, model_content in models.items():
+        it = interpreter(model_content, num_threads=num_threads)
+        inp = it.get_input_details()[0]
+        run_tflite(it, np.zeros(inp["shape"], np.float32) if x is None else x)  # sets the input
+        interpreters[name] = it
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(warmup + repeats):
+        for name, it in interpreters.items():
+            start = time.perf_counter()
+            it.invoke()
+            times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(t[warmup:]) * 1e3) for name, t in times.items()}
+
+
+def latency_ms(model_content: bytes, x=None, num_threads: int = 1, warmup: int = 10,
+               repeats: int = 50) -> float:
+    """Median milliseconds of one ``invoke()`` at batch 1 (see ``compare_latency``)."""
+    return compare_latency({"model": model_content}, x, num_threads, warmup, repeats)["model"]
+
+
+def accuracy_tflite(model_content: bytes, x, y) -> float:
+    """Fraction of samples whose highest output is the true label, run through LiteRT.
+
+    The whole batch goes through one interpreter (resized to ``len(x)``); an int8 input gets
+    float ``x`` quantized with the file's own scale and zero point, as an app must do.
+    """
+    x, y = np.asarray(x), np.asarray(y)
+    if y.ndim != 1 or len(x) != len(y) or len(y) == 0:
+        raise ValueError(f"need one label per sample: x has {len(x)} samples, y has shape "
+                         f"{y.shape}.")
+    return float(np.mean(run_tflite(model_content, x).argmax(axis=1) == y))
+
+
+def tensor_table(model_content: bytes, constants: bool = True) -> list[dict]:
+    """One row per tensor of the file: what it is, its dtype, shape, scale and zero point.
+
+    ``kind`` is "input", "output", "constant" (weights, biases, shapes) or "activation".
+    ``scale`` and ``zero_point`` are None for a tensor without quantization, numbers for a
+    per-tensor one and arrays (one per channel along ``quantized_dimension``) for a
+    per-channel one. ``constants=False`` leaves out the constants. Read with
+    ``tl.tflite_file.read``, so the numbers are the file's, not the converter's report.
+    """
+    from tutorial_lib.tflite_file import read
+
+    graph = read(model_content)
+    rows = []
+    for t in graph.tensors:
+        if t.index in graph.inputs:
+            kind = "input"
+        elif t.index in graph.outputs:
+            kind = "output"
+        elif t.data is not None:
+            kind = "constant"
+        else:
+            kind = "activation"
+        if kind == "constant" and not constants:
+            continue
+        rows.append({"index": t.index, "name": t.name, "kind": kind,
+                     "dtype": np.dtype(t.dtype).name if t.dtype is not None else "other",
+                     "shape": t.shape, "scale": t.scale, "zero_point": t.zero_point,
+                     "quantized_dimension": t.quantized_dimension if t.scale is not None else None})
+    return rows
+
+
+def mobilenet_v2(seed: int = 0) -> tf_keras.Model:
+    """Keras' MobileNetV2 (224x224x3 in, 1000 classes) with random weights, for size and speed.
+
+    ``weights=None``: nothing is downloaded, and a file's size and latency do not depend on the
+    values of the weights, with one exception this function removes. A fresh BatchNormalization
+    has mean 0, variance 1, gamma 1 and beta 0, so every bias the converter folds out of it is
+    all zeros, and the converter stores identical constant buffers once: the float file comes
+    out about 60 KB smaller than with trained weights. Here each BatchNormalization gets random
+    statistics and parameters instead, so that, as in a trained model, no two biases are equal.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed must be an integer; got {seed!r}.")
+    tf_keras.utils.set_random_seed(seed)
+    model = tf_keras.applications.MobileNetV2(weights=None)
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, tf_keras.layers.BatchNormalization):
+            n = layer.get_weights()[0].shape
+            layer.set_weights([rng.uniform(0.5, 1.5, n), rng.normal(0, 0.1, n),  # gamma, beta
+                               rng.normal(0, 0.1, n), rng.uniform(0.5, 1.5, n)])  # mean, var
+    return model
+
+
+# ---------------------------------------------------------------- quantization-aware training
+
+@functools.cache
+def load_tfmot():
+    """``tensorflow_model_optimization``, imported quietly (after legacy Keras was selected).
+
+    The Model Optimization Toolkit's Keras API works on Keras 2 models only (``tf_keras``);
+    with Keras 3 it fails. This module made sure TensorFlow uses Keras 2 before loading.
+    """
+    with _quiet_stderr():
+        import tensorflow_model_optimization as tfmot
+    return tfmot
+
+
+def prepare_qat(model: tf_keras.Model, keep_float=(), weight_bits: int = 8,
+                activation_bits: int = 8) -> tf_keras.Model:
+    """A copy of ``model`` ready for quantization-aware training with tfmot.
+
+    With the defaults this is ``tfmot.quantization.keras.quantize_model(model)``: fake
+    quantization on the input, every weight and every activation, 8 bits, with TFLite's scheme
+    (per-channel symmetric weights, asymmetric activations, BatchNorm kept with its conv).
+    ``keep_float`` names layers to leave in float: every other layer is wrapped with
+    ``quantize_annotate_layer`` and the annotated model goes through ``quantize_apply``.
+    Other bit widths (2 to 8) use tfmot's experimental n-bit scheme; such models can be
+    trained and evaluated in Keras, but LiteRT stores them as int8.
+
+    The returned model is not compiled; its activation ranges start at tfmot's defaults
+    (the input's at [0, 0]), so it predicts nonsense until it has trained on some data.
+    """
+    for name, bits in (("weight_bits", weight_bits), ("activation_bits", activation_bits)):
+        if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 8:
+            raise ValueError(f"{name} must be an integer from 2 to 8; got {bits!r}.")
+    keep_float = [keep_float] if isinstance(keep_float, str) else list(keep_float)
+    names = [layer.name for layer in model.layers]
+    unknown = [n for n in keep_float if n not in names]
+    if unknown:
+        raise ValueError(f"keep_float names layers the model does not have: {unknown}; "
+                         f"its layers are {names}.")
+    # tfmot quantizes BatchNormalization only together with the convolution before it.
+    bn_alone = [b.name for a, b in zip(model.layers[:-1], model.layers[1:], strict=True)
+                if isinstance(b, tf_keras.layers.BatchNormalization)
+                and (a.name in keep_float) != (b.name in keep_float)]
+    if bn_alone:
+        raise ValueError(f"BatchNormalization layers {bn_alone} would be split from the layer "
+                         "before them: tfmot quantizes a BatchNormalization only with its "
+                         "convolution. Keep both in float, or neither.")
+    keras_q = load_tfmot().quantization.keras
+    with _quiet_stderr():
+        if not keep_float and weight_bits == activation_bits == 8:
+            return keras_q.quantize_model(model)
+
+        def annotate(layer):
+            return layer if layer.name in keep_float else keras_q.quantize_annotate_layer(layer)
+
+        annotated = tf_keras.models.clone_model(model, clone_function=annotate)
+        if weight_bits == activation_bits == 8:
+            return keras_q.quantize_apply(annotated)
+        n_bit = keras_q.experimental.default_n_bit.DefaultNBitQuantizeScheme(
+            num_bits_weight=weight_bits, num_bits_activation=activation_bits)
+        return keras_q.quantize_apply(annotated, scheme=n_bit)

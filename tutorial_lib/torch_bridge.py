@@ -22,7 +22,8 @@ with warnings.catch_warnings():
 
 from tutorial_lib.data import Dataset, load_digits
 
-__all__ = ["CourseCNN", "accuracy", "predict", "to_tensor", "train", "trained_cnn"]
+__all__ = ["CourseCNN", "accuracy", "predict", "to_tensor", "train", "trained_cnn",
+           "fold_batchnorm", "weighted_layers", "layer_inputs", "fake_quantize_model"]
 
 # Defaults chosen on the digits (1,437 training images): about 98.5% test accuracy in a few
 # seconds on two CPU cores, for every seed we tried.
@@ -205,3 +206,724 @@ def trained_cnn(seed: int = 0) -> CourseCNN:
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"seed must be an integer; got {seed!r}.")
     return copy.deepcopy(_trained_cnn(seed))
+
+
+# ---------------------------------------------------------------- simulated integer inference
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` with each BatchNorm folded into the conv before it, as int8 models do.
+
+    For every ``(conv, bn, ...)`` group of ``model.FUSE_GROUPS`` the conv gets
+    ``w' = w * gamma / sqrt(var + eps)`` per output channel and ``b' = (b - mean) * gamma /
+    sqrt(var + eps) + beta``, and the BatchNorm becomes ``nn.Identity``. The outputs stay equal
+    up to float rounding (lesson 04 derives the formula); per-channel weight ranges now differ
+    as much as the BatchNorm scales do, which is what an integer model has to store.
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    groups = getattr(model, "FUSE_GROUPS", None)
+    if groups is None:
+        raise ValueError(
+            f"fold_batchnorm needs a model with FUSE_GROUPS (e.g. tl.torch_bridge.CourseCNN); "
+            f"got {type(model).__name__}."
+        )
+    folded = copy.deepcopy(model).eval()
+    for group in groups:
+        if len(group) < 2:
+            continue
+        conv, bn = getattr(folded, group[0]), getattr(folded, group[1])
+        if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+            setattr(folded, group[0], fuse_conv_bn_eval(conv, bn))
+            setattr(folded, group[1], nn.Identity())
+    return folded
+
+
+def weighted_layers(model: nn.Module) -> list[str]:
+    """Names of the ``Conv2d`` and ``Linear`` layers of ``model``, in definition order.
+
+    These are the layers an int8 model runs in integer arithmetic: their weights and their
+    inputs are quantized.
+    """
+    return [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+
+
+def _get_layers(model: nn.Module, names) -> dict[str, nn.Module]:
+    modules = dict(model.named_modules())
+    missing = [n for n in names if n not in modules]
+    if missing:
+        raise ValueError(
+            f"model has no layer(s) {missing}; choose from weighted_layers(model) = "
+            f"{weighted_layers(model)}."
+        )
+    return {n: modules[n] for n in names}
+
+
+def layer_inputs(model: nn.Module, x, layers, batch_size: int = 512) -> dict[str, np.ndarray]:
+    """What each named layer receives when ``model`` runs on images ``x``, as float32 arrays.
+
+    These are the activations a calibration observes: the first axis is the image, so
+    ``inputs["fc1"][:10]`` is what ``fc1`` saw for the first ten images.
+    """
+    modules = _get_layers(model, list(layers))
+    seen: dict[str, list[np.ndarray]] = {name: [] for name in modules}
+
+    def record(name):
+        def hook(module, args):
+            seen[name].append(args[0].detach().numpy().copy())
+        return hook
+
+    handles = [m.register_forward_pre_hook(record(name)) for name, m in modules.items()]
+    try:
+        predict(model, x, batch_size)
+    finally:
+        for h in handles:
+            h.remove()
+    return {name: np.concatenate(v) for name, v in seen.items()}
+
+
+def fake_quantize_model(
+    model: nn.Module,
+    activation_qparams,
+    quant_min: int = -128,
+    quant_max: int = 127,
+    weight_bits: int | None = 8,
+    per_channel: bool = True,
+) -> nn.Module:
+    """A copy of ``model`` that simulates integer inference with fake quantization.
+
+    - Weights of every ``Conv2d``/``Linear`` are fake-quantized symmetrically in the narrow
+      range ``[-(2**(weight_bits-1) - 1), 2**(weight_bits-1) - 1]`` (TFLite's int8 weights), one
+      scale per output channel (``per_channel=True``) or one for the tensor. ``weight_bits=None``
+      keeps them float. Biases stay float: an int32 bias loses next to nothing (lesson 04).
+    - The input of each layer named in ``activation_qparams`` (a mapping ``name -> (scale,
+      zero_point)``, e.g. from an observer's ``calculate_qparams()``) is fake-quantized to
+      ``[quant_min, quant_max]`` by ``torch.fake_quantize_per_tensor_affine``, which equals
+      ``tl.fake_quantize``.
+
+    The logits stay float: only their argmax matters here.
+    """
+    from tutorial_lib.affine import fake_quantize, qrange
+    from tutorial_lib.observers import MinMaxObserver
+
+    quant_min, quant_max = int(quant_min), int(quant_max)
+    qmodel = copy.deepcopy(model).eval()
+    if weight_bits is not None:
+        w_min, w_max = qrange(weight_bits, narrow=True)
+        for name in weighted_layers(qmodel):
+            weight = _get_layers(qmodel, [name])[name].weight
+            w = weight.detach().numpy()
+            axis = 0 if per_channel else None
+            obs = MinMaxObserver(w_min, w_max, symmetric=True, axis=axis).observe(w)
+            w_hat = fake_quantize(w, *obs.calculate_qparams(), w_min, w_max, axis=axis)
+            with torch.no_grad():
+                weight.copy_(torch.from_numpy(w_hat))
+    modules = _get_layers(qmodel, list(activation_qparams))
+    for name, module in modules.items():
+        scale, zero_point = activation_qparams[name]
+        scale, zero_point = float(np.float32(scale)), int(zero_point)
+
+        def hook(mod, args, scale=scale, zero_point=zero_point):
+            x = torch.fake_quantize_per_tensor_affine(args[0], scale, zero_point, quant_min,
+                                                      quant_max)
+            return (x, *args[1:])
+
+        module.register_forward_pre_hook(hook)
+    return qmodel
+
+
+# ---------------------------------------------------------------- PyTorch's quantization APIs
+# Lesson 06: eager mode (torch.ao.quantization, deprecated but everywhere) and torchao (quantize_
+# configs; PT2E with the x86 inductor quantizer). Measurements: size, accuracy, latency, contents.
+
+import io  # noqa: E402
+import re  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Mapping, Sequence  # noqa: E402
+from typing import NamedTuple  # noqa: E402
+
+from tutorial_lib._quiet import quiet_stderr  # noqa: E402
+
+__all__ += [
+    "KNOWN_WARNINGS", "load_quantization_apis", "state_dict_bytes", "layer_costs",
+    "fuse_groups", "calibrate", "eager_dynamic_int8", "eager_static_int8", "eager_qat_int8",
+    "export_for_quantization", "x86_quantizer", "drop_unused_weights", "lower_to_x86",
+    "pt2e_int8", "pt2e_qat_int8", "logits", "digits_accuracy", "agreement", "Latency",
+    "summarize_times", "compare_latency", "latency", "quantized_summary", "compare",
+    "format_table",
+]
+
+# Warnings that torch 2.13 / torchao 0.18 raise on every use of APIs this course calls on purpose,
+# as (label, category, message pattern). Lesson 06 shows each one once; after
+# load_quantization_apis() exactly these are ignored.
+KNOWN_WARNINGS = (
+    ("torch.ao.quantization", DeprecationWarning, r"torch\.ao\.quantization is deprecated"),
+    ("quantized tensors", UserWarning,
+     r"torch\.quantize_per_tensor, torch\.quantize_per_channel and other quantized"),
+    ("reduce_range", UserWarning,
+     r"Please use quant_min and quant_max to specify the range for observers"),
+    ("torch.utils._pytree", FutureWarning, r"`isinstance\(treespec, LeafSpec\)` is deprecated"),
+)
+_NOTICES: dict[str, str] = {}
+
+
+def load_quantization_apis() -> dict[str, str]:
+    """Import ``torch.ao.quantization`` and torchao's quantization APIs, quietly; return the notices.
+
+    torchao's CPU wheel logs "Failed to load ..." for GPU kernels it does not ship, and each call
+    of the eager API warns that it is deprecated. The first call imports everything with stderr
+    captured, runs the eager API once on a one-layer model to record what it warns (the first
+    line of each message, returned as ``{label: text}``), and then ignores exactly the
+    messages in ``KNOWN_WARNINGS``: any other warning still shows. Later calls return the same
+    notices and install the filters again (a test framework may have reset them).
+    """
+    if not _NOTICES:
+        _record_notices()
+    for _, category, pattern in KNOWN_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern, category=category)
+    return dict(_NOTICES)
+
+
+def _record_notices() -> None:
+    with quiet_stderr():
+        import torchao.quantization  # noqa: F401
+        import torchao.quantization.pt2e  # noqa: F401
+        import torchao.quantization.pt2e.quantize_pt2e  # noqa: F401
+        import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer  # noqa: F401
+    tq = torch.ao.quantization
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tq.quantize_dynamic(nn.Sequential(nn.Linear(2, 2)), {nn.Linear}, dtype=torch.qint8)
+        probe = tq.QuantWrapper(nn.Sequential(nn.Linear(2, 2))).eval()
+        probe.qconfig = tq.get_default_qconfig("x86")
+        tq.prepare(probe, inplace=True)
+        probe(torch.ones(1, 2))
+        tq.convert(probe, inplace=True)
+    for w in caught:
+        for label, category, pattern in KNOWN_WARNINGS:
+            if issubclass(w.category, category) and re.search(pattern, str(w.message)):
+                first_line = str(w.message).strip().splitlines()[0]
+                text = " ".join(first_line.split()).split(" (Triggered internally")[0]
+                _NOTICES.setdefault(label, text)
+
+
+def _ao():
+    """torchao's PT2E pieces, imported (quietly) on first use."""
+    load_quantization_apis()
+    from torchao.quantization.pt2e import quantize_pt2e
+    from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer
+
+    return quantize_pt2e, x86_inductor_quantizer
+
+
+# ---- measuring a model
+
+def state_dict_bytes(model: nn.Module) -> int:
+    """Bytes that ``torch.save(model.state_dict(), f)`` writes: the model's size on disk.
+
+    Counts everything the file holds: the tensors (int8 weights, float biases, per-channel scales
+    and zero points) and the zip/pickle records around them. The records are named after the
+    file (here "archive", as for any in-memory buffer), so a file ``archive.pt`` has exactly
+    this size and other names differ by a few bytes.
+
+    >>> state_dict_bytes(nn.Linear(256, 256)) > (256 * 256 + 256) * 4
+    True
+    """
+    buffer = io.BytesIO()
+    try:
+        torch.save(model.state_dict(), buffer)
+    except (NotImplementedError, RuntimeError) as err:
+        raise ValueError(
+            f"this model's state dict cannot be saved ({err}); a graph lowered to oneDNN kernels "
+            "holds packed weights: measure the converted model before lowering instead."
+        ) from err
+    return buffer.tell()
+
+
+def layer_costs(model: nn.Module, image_shape: Sequence[int] = (1, 32, 32)) -> list[dict]:
+    """Parameters and multiply-accumulates (MACs) of each Conv2d/Linear layer, for one image.
+
+    A conv's MACs are (output elements) x (input channels / groups) x (kernel area); a linear
+    layer's are in_features x out_features. Where the weights are and where the work is are
+    different places in a CNN, which decides what dynamic quantization can speed up.
+
+    >>> [(r["layer"], r["params"], r["macs"]) for r in layer_costs(nn.Sequential(nn.Linear(4, 3)), (4,))]
+    [('0', 15, 12)]
+    """
+    rows: list[dict] = []
+
+    def record(name):
+        def hook(module, args, out):
+            if isinstance(module, nn.Conv2d):
+                per_output = module.in_channels // module.groups * module.weight[0, 0].numel()
+                macs = out[0].numel() * per_output
+            else:
+                macs = module.in_features * module.out_features
+            params = sum(p.numel() for p in module.parameters())
+            rows.append({"layer": name, "type": type(module).__name__, "params": params,
+                         "macs": macs})
+        return hook
+
+    handles = [m.register_forward_hook(record(name)) for name, m in model.named_modules()
+               if type(m) in (nn.Conv2d, nn.Linear)]
+    try:
+        with torch.no_grad(), _mode(model, training=False):
+            model(torch.zeros(1, *image_shape))
+    finally:
+        for h in handles:
+            h.remove()
+    return rows
+
+
+def _is_graph(model: nn.Module) -> bool:
+    # Exported models (torch.export(...).module()) are GraphModules; they refuse .train()/.eval().
+    return isinstance(model, torch.fx.GraphModule)
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    if _is_graph(model):
+        yield  # an exported graph was captured in the mode it runs in
+    else:
+        with _mode(model, training=False):
+            yield
+
+
+def logits(model: nn.Module, x, batch_size: int = 512) -> np.ndarray:
+    """Outputs of any model of this lesson (eager, quantized, exported graph) as float32 numpy."""
+    x = to_tensor(x)
+    _check_images(x, None, "x")
+    with torch.no_grad(), _eval_mode(model):
+        out = [model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+    return torch.cat(out).float().numpy()
+
+
+def digits_accuracy(model: nn.Module, data: Dataset | None = None) -> float:
+    """Accuracy (0.0 to 1.0) on the test split of the 32x32 digits (or of ``data``)."""
+    data = load_digits(size=32, layout="NCHW") if data is None else data
+    return float(np.mean(logits(model, data.x_test).argmax(axis=1) == data.y_test))
+
+
+def agreement(model_a: nn.Module, model_b: nn.Module, x) -> float:
+    """Fraction of images on which two models predict the same class."""
+    return float(np.mean(logits(model_a, x).argmax(axis=1) == logits(model_b, x).argmax(axis=1)))
+
+
+class Latency(NamedTuple):
+    """Median and spread (interquartile range, p75 - p25) of repeated timings, in milliseconds."""
+
+    median_ms: float
+    spread_ms: float
+
+
+def summarize_times(times_ms, warmup: int = 0) -> Latency:
+    """Drop the first ``warmup`` timings, then take the median and the interquartile range.
+
+    The first runs pay for one-off work (allocations, weight packing, caches) and the rest
+    has outliers when other programs run: the median ignores both, the mean does not.
+
+    >>> summarize_times([50.0, 2.0, 1.0, 3.0, 9.0, 2.0], warmup=1)
+    Latency(median_ms=2.0, spread_ms=1.0)
+    """
+    times = np.asarray(times_ms, dtype=np.float64)
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup must be a non-negative integer; got {warmup!r}.")
+    if times.ndim != 1 or len(times) <= warmup:
+        raise ValueError(
+            f"need a 1-D list of timings longer than warmup={warmup}; got shape {times.shape}.")
+    kept = times[warmup:]
+    q1, median, q3 = np.percentile(kept, [25, 50, 75])
+    return Latency(float(median), float(q3 - q1))
+
+
+def compare_latency(models: Mapping[str, nn.Module], x, repeats: int = 30, warmup: int = 3,
+                    threads: int = 1) -> dict[str, Latency]:
+    """Time each model on the same batch ``x``, taking turns, with ``threads`` CPU threads.
+
+    Each round calls every model once, so a slow moment on a shared machine slows all of them
+    alike and the ratios stay fair. ``warmup`` rounds are run but not kept. The number of
+    threads is set for the measurement and restored afterwards.
+    """
+    for name, v in (("repeats", repeats), ("threads", threads)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive integer; got {v!r}.")
+    x = to_tensor(x)
+    _check_images(x, None, "x")
+    times: dict[str, list[float]] = {name: [] for name in models}
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(torch.no_grad())
+            for model in models.values():
+                stack.enter_context(_eval_mode(model))
+            for _ in range(warmup + repeats):
+                for name, model in models.items():
+                    start = time.perf_counter()
+                    model(x)
+                    times[name].append((time.perf_counter() - start) * 1000)
+    finally:
+        torch.set_num_threads(threads_before)
+    return {name: summarize_times(t, warmup) for name, t in times.items()}
+
+
+def latency(model: nn.Module, x, repeats: int = 30, warmup: int = 3, threads: int = 1) -> Latency:
+    """Median and spread of ``model(x)`` in milliseconds (see ``compare_latency``)."""
+    return compare_latency({"model": model}, x, repeats, warmup, threads)["model"]
+
+
+# ---- eager mode (torch.ao.quantization)
+
+_FUSIONS = (("Conv2d", "BatchNorm2d", "ReLU"), ("Conv2d", "BatchNorm2d"), ("Conv2d", "ReLU"),
+            ("Linear", "ReLU"))
+
+
+def fuse_groups(model) -> list[list[str]]:
+    """The runs of layers that ``fuse_modules`` can merge: conv-bn-relu, conv-bn, conv-relu, linear-relu.
+
+    ``model`` is a module (its leaf modules are read in definition order, which must be the order
+    ``forward`` calls them) or a list of ``(name, type name)`` pairs. At each layer the longest
+    pattern that starts there wins; a layer joins at most one group.
+
+    >>> fuse_groups([("conv", "Conv2d"), ("bn", "BatchNorm2d"), ("act", "ReLU"),
+    ...              ("pool", "MaxPool2d"), ("fc", "Linear"), ("out", "Linear")])
+    [['conv', 'bn', 'act']]
+    """
+    if isinstance(model, nn.Module):
+        layers = [(name, type(m).__name__) for name, m in model.named_modules()
+                  if name and not list(m.children())]
+    else:
+        layers = [(str(name), str(kind)) for name, kind in model]
+    groups, i = [], 0
+    while i < len(layers):
+        kinds = tuple(kind for _, kind in layers[i : i + 3])
+        match = next((p for p in _FUSIONS if kinds[: len(p)] == p), None)
+        if match:
+            groups.append([name for name, _ in layers[i : i + len(match)]])
+            i += len(match)
+        else:
+            i += 1
+    return groups
+
+
+def calibrate(model: nn.Module, x, batch_size: int = 64) -> nn.Module:
+    """Run ``model`` over images ``x`` in batches, in eval mode without gradients; return it.
+
+    This is all calibration is: the observers that ``prepare`` (or ``prepare_pt2e``) inserted
+    record the range of every activation they see. Eval mode matters: in train mode BatchNorm
+    would use batch statistics and update its running averages with the calibration images.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
+    x = to_tensor(x)
+    _check_images(x, None, "x")
+    with torch.no_grad(), _eval_mode(model):
+        for start in range(0, len(x), batch_size):
+            model(x[start : start + batch_size])
+    return model
+
+
+def eager_dynamic_int8(model: nn.Module) -> nn.Module:
+    """A copy with every ``nn.Linear`` dynamically quantized: int8 weights, activations at run time."""
+    load_quantization_apis()
+    return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model).eval(), {nn.Linear},
+                                                  dtype=torch.qint8)
+
+
+def eager_static_int8(model: nn.Module, calibration_x, backend: str = "x86",
+                      batch_size: int = 64) -> nn.Module:
+    """Eager static int8: wrap in Quant/DeQuantStub, fuse, set the qconfig, prepare, calibrate, convert.
+
+    Works on a copy. ``backend`` names the qconfig and kernels ("x86", "fbgemm", "qnnpack",
+    "onednn"); it must be the engine that runs the model, ``torch.backends.quantized.engine``.
+    """
+    load_quantization_apis()
+    tq = torch.ao.quantization
+    if backend != torch.backends.quantized.engine:
+        raise ValueError(
+            f"backend {backend!r} differs from torch.backends.quantized.engine = "
+            f"{torch.backends.quantized.engine!r}; set the engine first or pass that backend.")
+    wrapped = tq.QuantWrapper(copy.deepcopy(model)).eval()
+    tq.fuse_modules(wrapped, fuse_groups(wrapped), inplace=True)
+    wrapped.qconfig = tq.get_default_qconfig(backend)
+    tq.prepare(wrapped, inplace=True)
+    calibrate(wrapped, calibration_x, batch_size)
+    return tq.convert(wrapped, inplace=True)
+
+
+def eager_qat_int8(model: nn.Module, data: Dataset, epochs: int = 1, lr: float = 1e-4,
+                   backend: str = "x86", seed: int = 0) -> nn.Module:
+    """Eager QAT: wrap, fuse for training, fake-quantize, fine-tune with ``train``, convert (a copy)."""
+    load_quantization_apis()
+    tq = torch.ao.quantization
+    wrapped = tq.QuantWrapper(copy.deepcopy(model)).train()
+    tq.fuse_modules_qat(wrapped, fuse_groups(wrapped), inplace=True)
+    wrapped.qconfig = tq.get_default_qat_qconfig(backend)
+    tq.prepare_qat(wrapped, inplace=True)
+    train(wrapped, data, epochs=epochs, lr=lr, seed=seed)
+    return tq.convert(wrapped.eval(), inplace=True)
+
+
+# ---- PT2E (torchao.quantization.pt2e)
+
+def export_for_quantization(model: nn.Module, example_x, training: bool = False) -> nn.Module:
+    """``torch.export`` a copy of ``model`` with a dynamic batch size; return the graph module.
+
+    PT2E quantizes this ATen-level graph, not the Python module. ``training=True`` captures
+    BatchNorm and dropout in training form, as ``prepare_qat_pt2e`` needs.
+    """
+    x = to_tensor(example_x)
+    _check_images(x, None, "example_x")
+    if len(x) < 2:
+        raise ValueError("example_x needs at least 2 images so that the batch size is captured "
+                         "as a variable, e.g. data.x_train[:32].")
+    copied = copy.deepcopy(model).train(training)
+    batch = torch.export.Dim("batch")
+    return torch.export.export(copied, (x,), dynamic_shapes=({0: batch},)).module()
+
+
+def x86_quantizer(keep_float: Sequence[str] = (), is_qat: bool = False):
+    """An ``X86InductorQuantizer`` with the default int8 config, except layers kept in float.
+
+    ``keep_float`` names modules of the original model (e.g. ``["fc2"]``) that stay float32:
+    PT2E inserts the dequantize before them and needs no change to the model.
+    """
+    _, xiq = _ao()
+    if isinstance(keep_float, str):
+        raise ValueError(f"keep_float must be a list of layer names, e.g. [{keep_float!r}].")
+    quantizer = xiq.X86InductorQuantizer()
+    quantizer.set_global(xiq.get_default_x86_inductor_quantization_config(is_qat=is_qat))
+    for name in keep_float:
+        quantizer.set_module_name_qconfig(name, None)
+    return quantizer
+
+
+def drop_unused_weights(graph_module: nn.Module) -> nn.Module:
+    """Delete the parameters and buffers the graph no longer reads; return the same module.
+
+    ``convert_pt2e`` stores each int8 weight as a new constant but leaves the float weight it
+    came from on the module, so the state dict holds both.
+    """
+    if not _is_graph(graph_module):
+        raise ValueError(f"expected a GraphModule from convert_pt2e; got {type(graph_module).__name__}.")
+    used = {n.target for n in graph_module.graph.nodes if n.op == "get_attr"}
+    for name, _ in [*graph_module.named_parameters(), *graph_module.named_buffers()]:
+        if name not in used:
+            owner, _, attr = name.rpartition(".")
+            delattr(graph_module.get_submodule(owner), attr)
+    return graph_module
+
+
+def lower_to_x86(converted: nn.Module, example_x) -> nn.Module:
+    """Replace each dequantize -> float op -> quantize pattern by a oneDNN int8 kernel.
+
+    The steps of torchao's ``lower_pt2e_quantized_to_x86`` (export, decompose, inductor's
+    freezing passes, constant folding), with two changes that this CNN needs in torchao 0.18:
+    the batch dimension stays dynamic, and each ``view`` becomes ``reshape``, because the int8
+    convolutions return channels-last tensors that Flatten's ``view`` cannot reshape. No code is
+    compiled, so it takes seconds; ``torch.compile`` with inductor would also fuse the
+    remaining element-wise ops.
+    """
+    from torch._inductor.constant_folding import constant_fold
+    from torch._inductor.fx_passes.freezing_patterns import freezing_passes
+
+    x = to_tensor(example_x)
+    _check_images(x, None, "example_x")
+    decompositions = {op: fn for op, fn in torch.export.default_decompositions().items()
+                      if torch._export.utils._is_cia_op(op)}  # as torchao: only CIA ops
+    batch = torch.export.Dim("batch")
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # pytree's LeafSpec notice, twice per export
+        lowered = torch.export.export(converted, (x,), dynamic_shapes=({0: batch},), strict=True
+                                      ).run_decompositions(decompositions).module()
+        graph = lowered.graph
+        for node in list(graph.nodes):
+            if node.target == torch.ops.aten.t.default:  # the patterns expect permute
+                with graph.inserting_before(node):
+                    permute = graph.call_function(torch.ops.aten.permute.default,
+                                                  (node.args[0], [1, 0]))
+                node.replace_all_uses_with(permute)
+                graph.erase_node(node)
+        lowered.recompile()
+        freezing_passes(lowered, (x,))
+        constant_fold(lowered)
+        for node in lowered.graph.nodes:
+            if node.target == torch.ops.aten.view.default:
+                node.target = torch.ops.aten.reshape.default
+        lowered.recompile()
+    return lowered
+
+
+def _allow_eval(graph_module: nn.Module) -> nn.Module:
+    from torchao.quantization.pt2e import allow_exported_model_train_eval
+
+    return allow_exported_model_train_eval(graph_module)
+
+
+def pt2e_int8(model: nn.Module, calibration_x, keep_float: Sequence[str] = (),
+              batch_size: int = 64) -> nn.Module:
+    """PT2E static int8 for x86: export, ``prepare_pt2e``, calibrate, ``convert_pt2e``, tidy up.
+
+    Returns the converted reference graph (quantize/dequantize around float ops) without the
+    float weights it no longer reads; ``lower_to_x86`` turns it into int8 kernels.
+    """
+    quantize_pt2e, _ = _ao()
+    graph = export_for_quantization(model, to_tensor(calibration_x)[:batch_size])
+    prepared = quantize_pt2e.prepare_pt2e(graph, x86_quantizer(keep_float))
+    calibrate(prepared, calibration_x, batch_size)
+    return drop_unused_weights(quantize_pt2e.convert_pt2e(prepared))
+
+
+def pt2e_qat_int8(model: nn.Module, data: Dataset, epochs: int = 1, lr: float = 1e-4,
+                  seed: int = 0) -> nn.Module:
+    """PT2E QAT for x86: fold BatchNorm, export for training, ``prepare_qat_pt2e``, fine-tune, convert.
+
+    BatchNorm is folded first (``fold_batchnorm``): with BatchNorm in the graph, ``convert_pt2e``
+    traces dozens of conv-bn pattern variants to fold it, which costs far more time than the
+    fine-tune itself on this small model.
+    """
+    quantize_pt2e, _ = _ao()
+    graph = export_for_quantization(fold_batchnorm(model), to_tensor(data.x_train[:32]),
+                                    training=True)
+    prepared = _allow_eval(quantize_pt2e.prepare_qat_pt2e(graph, x86_quantizer(is_qat=True)))
+    train(prepared, data, epochs=epochs, lr=lr, seed=seed)
+    return drop_unused_weights(quantize_pt2e.convert_pt2e(prepared))
+
+
+# ---- what a model holds
+
+def _dtype_name(t) -> str:
+    return str(t.dtype).removeprefix("torch.")
+
+
+def _weight_description(module: nn.Module) -> str:
+    weight = getattr(module, "weight", None)
+    if callable(weight) and not isinstance(weight, torch.Tensor):
+        weight = weight()  # quantized modules unpack their weight on request
+    if weight is None:
+        return "-"
+    qdata = getattr(weight, "qdata", None)
+    if qdata is not None:  # a torchao tensor subclass: int8 data plus scales
+        return f"{_dtype_name(qdata)} in {type(weight).__name__}"
+    if weight.is_quantized and weight.qscheme() in (torch.per_channel_affine,
+                                                   torch.per_channel_symmetric):
+        return f"{_dtype_name(weight)}, per channel"
+    return _dtype_name(weight)
+
+
+def _module_kind(module: nn.Module) -> str:
+    """Class name, prefixed by its torch.ao.nn family: "quantized.dynamic.Linear" is not "Linear"."""
+    kind = type(module).__name__
+    path = type(module).__module__
+    if path.startswith("torch.ao.nn."):
+        kind = path.removeprefix("torch.ao.nn.").split(".modules")[0] + "." + kind
+    if getattr(getattr(module, "weight", None), "act_quant_kwargs", None) is not None:
+        kind += " (int8 activations on the fly)"  # torchao's dynamic activation quantization
+    return kind
+
+
+def _module_summary(model: nn.Module, x: torch.Tensor) -> list[dict]:
+    rows: list[dict] = []
+
+    def record(name):
+        def hook(module, args, out):
+            rows.append({"layer": name, "runs as": _module_kind(module),
+                         "weight": _weight_description(module),
+                         "input": _dtype_name(args[0]), "output": _dtype_name(out)})
+        return hook
+
+    chosen = [(name, m) for name, m in model.named_modules()
+              if hasattr(m, "weight") or type(m).__name__ in ("Quantize", "DeQuantize")]
+    handles = [m.register_forward_hook(record(name)) for name, m in chosen]
+    try:
+        with torch.no_grad(), _eval_mode(model):
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return rows
+
+
+def _graph_summary(model: nn.Module, x: torch.Tensor) -> list[dict]:
+    values: dict = {}
+
+    class Recorder(torch.fx.Interpreter):  # remembers every node's output
+        def run_node(self, node):
+            values[node] = super().run_node(node)
+            return values[node]
+
+    with torch.no_grad():
+        Recorder(model).run(x)
+
+    def source(node):  # the stored tensor behind a weight argument (through dequantize)
+        while node.op == "call_function" and node.args:
+            node = node.args[0]
+        return values.get(node)
+
+    rows = []
+    for node in model.graph.nodes:
+        name = str(node.target)
+        if node.op != "call_function" or not re.search(r"conv|linear", name):
+            continue
+        layer = next((a.target.rpartition(".")[0] for a in node.args  # from "conv1.bias"
+                      if isinstance(a, torch.fx.Node) and a.op == "get_attr" and "." in a.target),
+                     node.name)
+        weight = source(node.args[1] if "aten" in name else node.args[3])
+        rows.append({"layer": layer, "runs as": name.removesuffix(".default"),
+                     "weight": _dtype_name(weight) if isinstance(weight, torch.Tensor) else "-",
+                     "input": _dtype_name(values[node.args[0]]),
+                     "output": _dtype_name(values[node])})
+    return rows
+
+
+def quantized_summary(model: nn.Module, x=None) -> list[dict]:
+    """What a (converted) model actually runs: one row per conv/linear layer and quant stub.
+
+    Columns: the layer, the module or graph op that runs it, the stored weight dtype, and the
+    dtypes of the tensors going in and out, recorded while the model runs on ``x`` (default:
+    one zero image). In an exported graph the weight is the tensor behind the op's weight
+    argument, followed back through any dequantize.
+    """
+    x = torch.zeros(1, 1, 32, 32) if x is None else to_tensor(x)
+    return _graph_summary(model, x) if _is_graph(model) else _module_summary(model, x)
+
+
+# ---- one table for all methods
+
+def compare(models: Mapping[str, nn.Module], data: Dataset | None = None,
+            stored: Mapping[str, nn.Module] | None = None, timings: bool = True,
+            repeats: int = 30, batch_sizes: Sequence[int] = (1, 32), threads: int = 1) -> list[dict]:
+    """Accuracy, size and (optionally) latency of each model, as rows for a table.
+
+    The first model is the baseline for "x smaller" and the speed-ups. ``stored`` maps a name
+    to the model whose state dict is its file (a lowered graph cannot be saved; its converted
+    graph can). Latencies come from ``compare_latency``, all models taking turns, on the first
+    images of the test split.
+    """
+    data = load_digits(size=32, layout="NCHW") if data is None else data
+    stored = dict(stored or {})
+    names = list(models)
+    sizes = {n: state_dict_bytes(stored.get(n, models[n])) for n in names}
+    rows = [{"method": n, "accuracy %": round(100 * digits_accuracy(models[n], data), 1),
+             "size MB": round(sizes[n] / 1e6, 3),
+             "x smaller": round(sizes[names[0]] / sizes[n], 2)} for n in names]
+    if timings:
+        for b in batch_sizes:
+            result = compare_latency(models, data.x_test[:b], repeats=repeats, threads=threads)
+            base = result[names[0]].median_ms
+            for row, n in zip(rows, names, strict=True):
+                row[f"batch {b} ms"] = round(result[n].median_ms, 3)
+                row[f"speed-up b{b}"] = round(base / result[n].median_ms, 2)
+    return rows
+
+
+def format_table(rows: Sequence[Mapping]) -> str:
+    """Rows of dicts with the same keys as an aligned plain-text table (first column left)."""
+    if not rows:
+        raise ValueError("no rows to format")
+    keys = list(rows[0])
+    cells = [[str(k) for k in keys]] + [[str(r[k]) for k in keys] for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(keys))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                       for i, (c, w) in enumerate(zip(line, widths, strict=True)))
+             for line in cells]
+    return "\n".join(lines)

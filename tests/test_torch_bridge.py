@@ -1,0 +1,281 @@
+"""tutorial_lib.torch_bridge, lesson 06 part: measurements on tiny models, and every quantization
+method of the lesson on the course CNN, against float32 and against independent references."""
+
+import io
+import os
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import tutorial_lib as tl
+from tutorial_lib import torch_bench
+from tutorial_lib import torch_bridge as tb
+from tutorial_lib._quiet import quiet_stderr
+
+
+def tiny_cnn(seed=0):
+    """Conv-BN-ReLU, pool, Linear-ReLU, Linear on 1x8x8 images: the course CNN's layer kinds."""
+    torch.manual_seed(seed)
+    model = nn.Sequential()
+    for name, layer in [("conv", nn.Conv2d(1, 4, 3, padding=1)), ("bn", nn.BatchNorm2d(4)),
+                        ("relu", nn.ReLU()), ("pool", nn.MaxPool2d(2)), ("flatten", nn.Flatten()),
+                        ("fc1", nn.Linear(64, 16)), ("relu2", nn.ReLU()), ("fc2", nn.Linear(16, 3))]:
+        model.add_module(name, layer)
+    with torch.no_grad():  # non-trivial BatchNorm statistics
+        model.bn.running_mean.uniform_(-0.5, 0.5)
+        model.bn.running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+# ---- quiet imports and known warnings
+
+def test_quiet_stderr_drops_fd_python_and_logging_output(capfd):
+    import logging
+
+    with quiet_stderr():
+        os.write(2, b"from C\n")
+        print("from Python", file=__import__("sys").stderr)
+        logging.getLogger("tutorial_lib.test").warning("from a logger")
+        warnings.warn("a warning", UserWarning, stacklevel=1)
+    assert capfd.readouterr().err == ""
+
+
+def test_quiet_stderr_replays_output_when_the_block_fails(capfd):
+    with pytest.raises(RuntimeError), quiet_stderr():
+        os.write(2, b"context for the error\n")
+        raise RuntimeError("boom")
+    assert "context for the error" in capfd.readouterr().err
+
+
+def test_load_quantization_apis_records_notices_then_silences_them():
+    notices = tb.load_quantization_apis()
+    assert notices["torch.ao.quantization"].startswith("torch.ao.quantization is deprecated")
+    assert set(notices) <= {label for label, _, _ in tb.KNOWN_WARNINGS}
+    with warnings.catch_warnings(record=True) as caught:
+        tb.load_quantization_apis()  # installs the filters again inside this test's own filters
+        tb.eager_dynamic_int8(nn.Sequential(nn.Linear(2, 2)))
+        warnings.warn("unrelated", UserWarning, stacklevel=1)
+    assert [str(w.message) for w in caught] == ["unrelated"]  # other warnings still show
+
+
+# ---- size, costs, accuracy helpers
+
+@pytest.mark.parametrize("model", [nn.Linear(4, 3), nn.BatchNorm2d(16), nn.ReLU()])
+def test_state_dict_bytes_is_the_file_size(model, tmp_path):
+    # torch.save names the zip records after the file ("archive" for an in-memory buffer)
+    path = tmp_path / "archive.pt"
+    torch.save(model.state_dict(), path)
+    assert tb.state_dict_bytes(model) == os.path.getsize(path)
+
+
+def test_state_dict_bytes_of_a_lowered_graph_asks_for_the_converted_model():
+    model = tiny_cnn()
+    x = torch.randn(8, 1, 8, 8)
+    lowered = tb.lower_to_x86(tb.pt2e_int8(model, x, batch_size=8), x)
+    with pytest.raises(ValueError, match="before lowering"):
+        tb.state_dict_bytes(lowered)
+
+
+def test_layer_costs_by_hand():
+    rows = tb.layer_costs(tiny_cnn(), (1, 8, 8))
+    assert [(r["layer"], r["params"], r["macs"]) for r in rows] == [
+        ("conv", 4 * 9 + 4, 4 * 8 * 8 * 9),  # 256 outputs, 9 products each
+        ("fc1", 64 * 16 + 16, 64 * 16),
+        ("fc2", 16 * 3 + 3, 16 * 3),
+    ]
+
+
+def test_logits_and_agreement_on_plain_and_exported_models():
+    model = tiny_cnn()
+    x = torch.randn(10, 1, 8, 8)
+    exported = tb.export_for_quantization(model, x)
+    np.testing.assert_allclose(tb.logits(exported, x), model(x).detach().numpy(), atol=1e-5)
+    assert tb.agreement(model, exported, x) == 1.0
+    model.train()
+    tb.logits(model, x)
+    assert model.training  # the mode comes back
+
+
+def test_format_table_aligns_columns():
+    text = tb.format_table([{"method": "fp32", "ms": 1.5}, {"method": "int8", "ms": 10.25}])
+    assert text.splitlines() == ["method     ms", "fp32      1.5", "int8    10.25"]
+    with pytest.raises(ValueError):
+        tb.format_table([])
+
+
+# ---- latency
+
+def test_summarize_times_against_numpy():
+    rng = np.random.default_rng(3)
+    for n, warmup in [(7, 0), (20, 3), (2, 1)]:
+        times = rng.exponential(2.0, n)
+        kept = times[warmup:]
+        result = tb.summarize_times(times.tolist(), warmup)
+        assert result.median_ms == pytest.approx(np.median(kept))
+        assert result.spread_ms == pytest.approx(np.subtract(*np.percentile(kept, [75, 25])))
+
+
+@pytest.mark.parametrize("times, warmup", [([1.0, 2.0], 2), ([[1.0, 2.0]], 0), ([1.0], -1),
+                                           ([1.0, 2.0], True)])
+def test_summarize_times_rejects_bad_input(times, warmup):
+    with pytest.raises(ValueError):
+        tb.summarize_times(times, warmup)
+
+
+def test_compare_latency_restores_threads_and_measures_each_model():
+    before = torch.get_num_threads()
+    models = {"small": nn.Flatten(), "large": nn.Sequential(nn.Flatten(), nn.Linear(64, 512))}
+    result = tb.compare_latency(models, torch.randn(4, 1, 8, 8), repeats=5, warmup=1, threads=1)
+    assert list(result) == ["small", "large"]
+    assert all(r.median_ms > 0 and r.spread_ms >= 0 for r in result.values())
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError):
+        tb.latency(nn.Flatten(), torch.randn(1, 1, 8, 8), repeats=0)
+    with pytest.raises(ValueError):
+        tb.latency(nn.Flatten(), torch.randn(8, 8))  # not NCHW
+
+
+# ---- eager mode and PT2E pieces on a tiny model
+
+def test_fuse_groups_matches_the_course_cnn_and_fuse_modules():
+    assert tb.fuse_groups(tb.CourseCNN()) == [list(g) for g in tb.CourseCNN.FUSE_GROUPS]
+    model = tiny_cnn()
+    assert tb.fuse_groups(model) == [["conv", "bn", "relu"], ["fc1", "relu2"]]
+    fused = torch.ao.quantization.fuse_modules(model, tb.fuse_groups(model))
+    x = torch.randn(5, 1, 8, 8)
+    torch.testing.assert_close(fused(x), model(x), rtol=1e-5, atol=1e-5)  # folding is exact
+
+
+def test_calibrate_sees_every_image_once_in_eval_mode_without_gradients():
+    seen = []
+
+    class Spy(nn.Module):
+        def forward(self, x):
+            seen.append((x[:, 0, 0, 0].tolist(), self.training, torch.is_grad_enabled()))
+            return x
+
+    spy = Spy().train()
+    x = torch.arange(7.0).reshape(7, 1, 1, 1).expand(7, 1, 2, 2)
+    assert tb.calibrate(spy, x, batch_size=3) is spy
+    assert [s[0] for s in seen] == [[0, 1, 2], [3, 4, 5], [6]]
+    assert not any(s[1] or s[2] for s in seen)
+    assert spy.training
+    with pytest.raises(ValueError):
+        tb.calibrate(spy, x, batch_size=0)
+
+
+def test_eager_static_stores_int8_weights_and_follows_float():
+    model = tiny_cnn()
+    x = torch.randn(64, 1, 8, 8)
+    int8 = tb.eager_static_int8(model, x)
+    summary = {r["layer"]: r for r in tb.quantized_summary(int8, x[:2])}
+    assert summary["module.conv"]["weight"] == "qint8, per channel"
+    assert summary["module.conv"]["input"] == "quint8"
+    assert summary["dequant"]["output"] == "float32"
+    # (no size check here: on a model this small the file's records outweigh the weights)
+    assert tb.agreement(model, int8, x) >= 0.9
+    with pytest.raises(ValueError, match="engine"):
+        tb.eager_static_int8(model, x, backend="qnnpack")
+
+
+def test_x86_quantizer_keeps_named_layers_in_float():
+    quantizer = tb.x86_quantizer(keep_float=["fc2"])
+    assert quantizer.module_name_qconfig == {"fc2": None}
+    assert not quantizer.global_config.is_qat
+    assert tb.x86_quantizer(is_qat=True).global_config.is_qat
+    with pytest.raises(ValueError):
+        tb.x86_quantizer(keep_float="fc2")
+    model = tiny_cnn()
+    x = torch.randn(32, 1, 8, 8)
+    rows = tb.quantized_summary(tb.pt2e_int8(model, x, keep_float=["fc2"]), x[:2])
+    assert [(r["layer"], r["weight"]) for r in rows] == [
+        ("conv", "int8"), ("fc1", "int8"), ("fc2", "float32")]
+
+
+def test_pt2e_drops_float_weights_and_lowering_keeps_the_numbers():
+    model = tiny_cnn()
+    x = torch.randn(32, 1, 8, 8)
+    quantize_pt2e, _ = tb._ao()
+    prepared = quantize_pt2e.prepare_pt2e(tb.export_for_quantization(model, x), tb.x86_quantizer())
+    tb.calibrate(prepared, x)
+    converted = quantize_pt2e.convert_pt2e(prepared)
+    before = tb.state_dict_bytes(converted)
+    reference = tb.logits(converted, x)
+    tb.drop_unused_weights(converted)
+    kept = converted.state_dict()
+    assert not [k for k in kept if k.endswith(".weight")]  # the float copies are gone
+    assert sorted(str(v.dtype) for v in kept.values()).count("torch.int8") == 3
+    assert tb.state_dict_bytes(converted) < before
+    np.testing.assert_array_equal(tb.logits(converted, x), reference)
+    lowered = tb.lower_to_x86(converted, x)
+    assert {r["runs as"] for r in tb.quantized_summary(lowered, x[:2])} == {
+        "onednn.qconv_pointwise", "onednn.qlinear_pointwise"}
+    step = np.abs(reference).max() / 127
+    for n in (1, 7, 32):  # the batch size stays free
+        assert np.abs(tb.logits(lowered, x[:n]) - reference[:n]).max() < 2 * step
+    with pytest.raises(ValueError):
+        tb.drop_unused_weights(model)
+    with pytest.raises(ValueError, match="at least 2"):
+        tb.export_for_quantization(model, x[:1])
+
+
+# ---- every method of lesson 06 on the course CNN
+
+@pytest.fixture(scope="module")
+def course():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        data = tl.data.load_digits(size=32)
+        model = tb.trained_cnn()
+        models, stored = torch_bench.quantize_all(model, data)
+    finally:
+        torch.set_num_threads(threads)
+    return data, models, stored
+
+
+def test_every_method_predicts_like_float(course):
+    data, models, _ = course
+    fp32 = models["fp32"]
+    base = tb.digits_accuracy(fp32, data)
+    assert base > 0.95
+    for name, model in models.items():
+        assert tb.agreement(fp32, model, data.x_test) >= 0.97, name
+        assert tb.digits_accuracy(model, data) >= base - 0.01, name
+
+
+def test_int8_sizes_and_what_the_models_hold(course):
+    data, models, stored = course
+    rows = {r["method"]: r for r in tb.compare(models, data, stored=stored, timings=False)}
+    assert rows["fp32"]["x smaller"] == 1.0
+    for name in ("static (eager)", "QAT (eager)", "PT2E static (x86, lowered)"):
+        assert 3.5 < rows[name]["x smaller"] < 4.0, name  # int8 weights plus the file's records
+    for name in ("dynamic (eager)", "int8 weight-only (torchao)", "int8 dynamic (torchao)"):
+        assert 2.4 < rows[name]["x smaller"] < 2.9, name  # only the Linear layers shrink
+    dynamic = {r["layer"]: r for r in tb.quantized_summary(models["dynamic (eager)"])}
+    assert dynamic["conv2"]["weight"] == "float32"  # quantize_dynamic leaves convolutions alone
+    assert dynamic["fc1"]["runs as"] == "quantized.dynamic.Linear"
+    assert (dynamic["fc1"]["weight"], dynamic["fc1"]["input"]) == ("qint8", "float32")
+    torchao = tb.quantized_summary(models["int8 dynamic (torchao)"])
+    assert [r["runs as"] for r in torchao if r["layer"] == "fc1"] == [
+        "Linear (int8 activations on the fly)"]
+
+
+def test_benchmark_rows_have_the_seed_table_shape(course):
+    data, models, stored = course
+    small = {k: models[k] for k in ("fp32", "static (eager)")}
+    rows = tb.compare(small, data, repeats=2)
+    assert list(rows[0]) == ["method", "accuracy %", "size MB", "x smaller", "batch 1 ms",
+                             "speed-up b1", "batch 32 ms", "speed-up b32"]
+    assert rows[0]["speed-up b32"] == 1.0
+    assert torch_bench.TITLE and callable(torch_bench.run)
+
+
+def test_state_dict_bytes_counts_buffers():
+    bn = nn.BatchNorm2d(16)
+    buffer = io.BytesIO()
+    torch.save({"weight": bn.weight.detach()}, buffer)
+    assert tb.state_dict_bytes(bn) > buffer.tell()
