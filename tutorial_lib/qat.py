@@ -516,26 +516,12 @@ def train_qat(
     if not lr > 0:
         raise ValueError(f"lr must be a positive learning rate such as 1e-3; got {lr!r}.")
     tb._check_dataset(data)
-    x, y = tb.to_tensor(data.x_train), tb.to_tensor(data.y_train, torch.int64)
-    torch.manual_seed(seed)
-    shuffle = torch.Generator().manual_seed(seed)
     if any(fq.steps == 0 for fq in _fake_quants(model)):
-        calibrate(model, x[:batch_size])  # LSQ parameters get their shape before Adam sees them
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=lr, total_steps=epochs * -(-len(x) // batch_size))
-    loss_fn = nn.CrossEntropyLoss()
-    with tb._deterministic(), tb._mode(model, training=True):
-        for epoch in range(epochs):
-            enable_observer(model, freeze_observers_after is None or epoch < freeze_observers_after)
-            order = torch.randperm(len(x), generator=shuffle)
-            for start in range(0, len(x), batch_size):
-                idx = order[start : start + batch_size]
-                loss = loss_fn(model(x[idx]), y[idx])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
+        # LSQ parameters get their shape before Adam sees them (no randomness is used here)
+        calibrate(model, tb.to_tensor(data.x_train[:batch_size]))
+    tb.train(model, data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+             on_epoch=lambda epoch: enable_observer(
+                 model, freeze_observers_after is None or epoch < freeze_observers_after))
     enable_observer(model, False)
     return model.eval()
 

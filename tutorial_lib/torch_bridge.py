@@ -10,7 +10,7 @@ import contextlib
 import copy
 import functools
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -134,12 +134,15 @@ def train(
     batch_size: int = BATCH_SIZE,
     lr: float = LR,
     seed: int = 0,
+    on_epoch: Callable[[int], None] | None = None,
 ) -> nn.Module:
     """Train ``model`` in place on ``data.x_train``/``data.y_train`` and return it in eval mode.
 
     Adam with a one-cycle schedule (the learning rate warms up to ``lr``, then decays to
     almost 0) and cross-entropy loss. The same model, data and ``seed`` give the same weights:
     the shuffling has its own seeded generator and deterministic kernels are on while training.
+    ``on_epoch(epoch)``, if given, runs at the start of every epoch (QAT uses it to freeze
+    observers).
     """
     for name, v in (("epochs", epochs), ("batch_size", batch_size)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -158,7 +161,9 @@ def train(
     )
     loss_fn = nn.CrossEntropyLoss()
     with _deterministic(), _mode(model, training=True):
-        for _ in range(epochs):
+        for epoch in range(epochs):
+            if on_epoch is not None:
+                on_epoch(epoch)
             order = torch.randperm(len(x), generator=shuffle)
             for start in range(0, len(x), batch_size):
                 idx = order[start : start + batch_size]
