@@ -116,18 +116,30 @@ def run_checks(
     rtol: float = 0.0,
     atol: float = 0.0,
     arg_names: Sequence[str] = (),
+    describe: Callable[[Any], Any] | None = None,
+    show: Callable[[tuple], str] | None = None,
 ) -> CheckResult:
-    """Run ``fn`` on every case, print a one-line summary or the first failure, return the result."""
+    """Run ``fn`` on every case, print a one-line summary or the first failure, return the result.
+
+    Answers are compared as numbers (``rtol``, ``atol``). For answers that are not numbers
+    (lists of names, settings, objects) pass ``describe``, which turns the learner's answer into
+    plain Python values compared with ``==``; ``show`` writes a case's input for the report.
+    """
     result = CheckResult(name, 0, len(cases))
     first_failure: list[str] | None = None
+    fmt = _fmt if describe is None else repr
     for case in cases:
-        shown = ", ".join(
-            f"{n}={_fmt(a)}" if n else _fmt(a)
+        shown = show(case.args) if show else ", ".join(
+            f"{n}={fmt(a)}" if n else fmt(a)
             for n, a in zip(list(arg_names) + [""] * len(case.args), case.args, strict=False)
         )
+        if len(shown) > 400:
+            shown = shown[:396] + " ..."
         try:
             args = tuple(a.copy() if isinstance(a, np.ndarray) else a for a in case.args)
             actual = fn(*args)
+            if describe is not None:
+                actual = describe(actual)
         except NotImplementedError:
             result.implemented = False
             result.lines = [f"… {name}: not implemented yet (replace the `raise NotImplementedError` "
@@ -137,15 +149,18 @@ def run_checks(
         except Exception as err:  # the learner's bug: report it, no traceback
             ok, diff, actual = False, math.nan, f"raised {type(err).__name__}: {err}"
         else:
-            ok, diff = _compare(case.expected, actual, rtol, atol)
+            if describe is None:
+                ok, diff = _compare(case.expected, actual, rtol, atol)
+            else:
+                ok, diff = actual == case.expected, math.nan
         if ok:
             result.passed += 1
         elif first_failure is None:
             first_failure = [
                 f"  first wrong case: {case.about}",
                 f"    input:    {shown}",
-                f"    expected: {_fmt(case.expected)}",
-                f"    actual:   {actual if isinstance(actual, str) else _fmt(actual)}",
+                f"    expected: {fmt(case.expected)}",
+                f"    actual:   {actual if isinstance(actual, str) else fmt(actual)}",
             ]
             if not math.isnan(diff):
                 first_failure.append(f"    max difference: {diff:.6g}")
@@ -635,43 +650,9 @@ def check_unpack_int4(fn: Callable[[np.ndarray, int], np.ndarray]) -> CheckResul
 # ---------------------------------------------------------------- lesson 06: PyTorch quantization
 
 def _run_exact(name: str, fn: Callable, cases: Sequence[Case], hint: str,
-               describe: Callable[[Any], Any] = lambda v: v, arg_names: Sequence[str] = (),
-               show: Callable[[tuple], str] | None = None) -> CheckResult:
-    """``run_checks`` for answers that are not numbers (lists of names, settings, objects).
-
-    ``describe`` turns the learner's answer into plain Python values that are compared with
-    ``==`` to the expected ones and shown in the report; ``show`` writes a case's input.
-    """
-    result = CheckResult(name, 0, len(cases))
-    first_failure: list[str] | None = None
-    for case in cases:
-        shown = show(case.args) if show else ", ".join(
-            f"{n}={a!r}" if n else repr(a)
-            for n, a in zip(list(arg_names) + [""] * len(case.args), case.args, strict=False))
-        try:
-            actual = describe(fn(*case.args))
-        except NotImplementedError:
-            result.implemented = False
-            result.lines = [f"… {name}: not implemented yet (replace the `raise NotImplementedError` "
-                            "line with your code, then run this cell again)"]
-            print(result)
-            return result
-        except Exception as err:  # the learner's bug: report it, no traceback
-            actual = f"raised {type(err).__name__}: {err}"
-        if actual == case.expected:
-            result.passed += 1
-        elif first_failure is None:
-            first_failure = [f"  first wrong case: {case.about}",
-                             f"    input:    {shown if len(shown) < 400 else shown[:396] + ' ...'}",
-                             f"    expected: {case.expected!r}",
-                             f"    actual:   {actual if isinstance(actual, str) else repr(actual)}",
-                             f"  hint: {case.hint or hint}"]
-    if first_failure is None:
-        result.lines = [f"✓ {name}: {result.passed}/{result.total} exact"]
-    else:
-        result.lines = [f"✗ {name}: {result.passed}/{result.total} cases right", *first_failure]
-    print(result)
-    return result
+               describe: Callable[[Any], Any] = lambda v: v, **kwargs) -> CheckResult:
+    """``run_checks`` for answers compared with ``==`` (names, settings, objects)."""
+    return run_checks(name, fn, cases, hint, describe=describe, **kwargs)
 
 
 def check_fuse_groups(fn: Callable[[list[tuple[str, str]]], list[list[str]]]) -> CheckResult:
