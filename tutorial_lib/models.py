@@ -139,7 +139,7 @@ def _check_seed(seed: int) -> None:
 
 
 def torch_cnn(trained: bool = True, seed: int = 0) -> torch.nn.Module:
-    """The PyTorch course CNN: trained on the digits (cached, eval mode) or freshly initialized.
+    """The PyTorch course CNN: the shipped trained model (eval mode) or freshly initialized.
 
     Imports torch on first call. An untrained model is initialized after
     ``torch.manual_seed(seed)``, so the same seed gives the same initial weights.
@@ -154,7 +154,7 @@ def torch_cnn(trained: bool = True, seed: int = 0) -> torch.nn.Module:
 
 
 def keras_cnn(trained: bool = True, seed: int = 0) -> tf_keras.Model:
-    """The Keras course CNN: trained on the digits (cached) or freshly initialized.
+    """The Keras course CNN: the shipped trained model or freshly initialized.
 
     Imports TensorFlow on first call; in a notebook, call it (or import
     ``tutorial_lib.tflite_bridge``) before importing tensorflow or keras yourself. An untrained

@@ -20,8 +20,9 @@ import time
 
 import numpy as np
 
+from tutorial_lib import shipped
 from tutorial_lib._quiet import quiet_stderr
-from tutorial_lib.data import Dataset, load_digits
+from tutorial_lib.data import Dataset
 
 _LEGACY_VALUES = ("1", "true", "True")
 
@@ -63,7 +64,7 @@ with _quiet_stderr():
 # TensorFlow's Python logger would otherwise print deprecation notes ("WARNING:tensorflow:...").
 tf.get_logger().setLevel("ERROR")
 
-__all__ = ["accuracy_keras", "course_cnn_keras", "train_keras", "trained_cnn_keras", "MODES",
+__all__ = ["accuracy_keras", "course_cnn_keras", "train_keras", "trained_cnn_keras", "keras_weight_names", "MODES",
            "convert", "run_converter", "interpreter", "run_tflite", "size_on_disk",
            "compare_latency", "latency_ms", "accuracy_tflite", "tensor_table", "mobilenet_v2",
            "load_tfmot", "prepare_qat"]
@@ -178,25 +179,22 @@ def accuracy_keras(model: tf_keras.Model, x, y, batch_size: int = 512) -> float:
     return float(np.mean(np.concatenate(logits).argmax(axis=1) == y))
 
 
-@functools.lru_cache(maxsize=4)
-def _trained_weights(seed: int) -> tuple[np.ndarray, ...]:
-    data = load_digits(size=32, layout="NHWC")
-    tf_keras.utils.set_random_seed(seed)  # the initial weights
-    model = train_keras(course_cnn_keras(), data, seed=seed)
-    return tuple(model.get_weights())
+def keras_weight_names(model: tf_keras.Model) -> list[str]:
+    """Names under which the course stores a Keras model's weights: ``NN:layer/variable``."""
+    return [f"{i:02d}:{w.name.split(':')[0]}" for i, w in enumerate(model.weights)]
 
 
 def trained_cnn_keras(seed: int = 0) -> tf_keras.Model:
-    """The Keras course CNN trained on the 32x32 digits (about 98% test accuracy).
+    """The Keras course CNN trained on the 32x32 digits (about 99% test accuracy).
 
-    Training takes several seconds the first time; later calls in the same process build a
-    new model with the cached weights, so you may quantize or fine-tune it freely. The model
-    is not compiled: call ``train_keras`` or ``model.compile`` to train it further.
+    The weights ship with the course (``tl.shipped``; seeds 0, 1 and 2, each trained once by
+    ``tools/train_models.py``), so every learner gets the same model on any CPU and nothing is
+    trained here. Each call builds a new model: quantize or fine-tune it freely. The model is
+    not compiled: call ``train_keras`` or ``model.compile`` to train it further.
     """
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"seed must be an integer; got {seed!r}.")
+    weights = shipped.load_weights("keras", seed)
     model = course_cnn_keras()
-    model.set_weights(list(_trained_weights(seed)))
+    model.set_weights([weights[name] for name in keras_weight_names(model)])
     return model
 
 
