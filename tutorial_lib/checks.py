@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "Case", "CheckResult", "run_checks",
+    "Case", "CheckResult", "run_checks", "ClaimError", "expect",
     "check_fp32_fields", "check_fp32_value", "check_fp16_below", "check_model_bytes",
     "check_choose_qparams", "check_quantize", "check_dequantize", "check_sqnr_db",
     "check_symmetric_scales",
@@ -36,6 +36,33 @@ __all__ = [
     "check_largest_scale", "check_nudge", "check_fake_quant_min_max", "check_ema_range",
     "check_qat_recovery",
 ]
+
+
+class ClaimError(AssertionError):
+    """A conclusion a lesson draws does not hold on this run."""
+
+
+def expect(holds, claim: str, evidence: str = "") -> None:
+    """Assert a lesson's conclusion right where the text states it.
+
+    Prints ``✓ claim`` when ``holds`` is true; otherwise raises ``ClaimError`` naming the claim
+    and the evidence, so the notebook tests fail when a conclusion stops being true on some
+    machine, not only when a digit moves.
+
+    >>> expect(0.989 - 0.967 > 0.01, "PTQ loses more than a point at 4 bits")
+    ✓ PTQ loses more than a point at 4 bits
+    >>> expect(False, "QAT always wins", evidence="seed 1: 97.2% < 98.3%")
+    Traceback (most recent call last):
+    ...
+    tutorial_lib.checks.ClaimError: the lesson claims "QAT always wins", but this run says otherwise (seed 1: 97.2% < 98.3%).
+    """
+    if isinstance(holds, np.ndarray):
+        holds = bool(holds.all())
+    if bool(holds):
+        print(f"\u2713 {claim}")
+        return
+    detail = f" ({evidence})" if evidence else ""
+    raise ClaimError(f'the lesson claims "{claim}", but this run says otherwise{detail}.')
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from tutorial_lib._validate import as_finite_float32
 from tutorial_lib.affine import choose_qparams, dequantize, qrange, quantize
 
 __all__ = ["mse", "sqnr_db", "max_abs_error", "size_bytes", "BITS", "ErrorReport",
-           "quantization_error"]
+           "quantization_error", "Spread", "spread"]
 
 # Bits per stored value of the formats the course compares.
 BITS = {"fp32": 32, "fp16": 16, "bf16": 16, "fp8_e4m3": 8, "fp8_e5m2": 8,
@@ -115,3 +115,28 @@ def quantization_error(x, bits: int = 8, symmetric: bool = False,
     clipped = float(np.mean(np.abs(x - x_hat) > qp.scale / 2 * (1 + 1e-6)))
     return ErrorReport(int(bits), bool(symmetric), float(qp.scale), int(qp.zero_point), mse(x, x_hat),
                        sqnr_db(x, x_hat), max_abs_error(x, x_hat), clipped)
+
+
+class Spread(NamedTuple):
+    """A result over several seeds: mean, lowest, highest, and how many runs."""
+
+    mean: float
+    low: float
+    high: float
+    runs: int
+
+    def pct(self, digits: int = 1) -> str:
+        """As percentages: ``'98.3% (97.2-98.9)'``, the range over the runs in brackets."""
+        return f"{self.mean:.{digits}%} ({100 * self.low:.{digits}f}-{100 * self.high:.{digits}f})"
+
+
+def spread(values) -> Spread:
+    """Mean and range of one result over several seeds (or draws).
+
+    >>> spread([0.972, 0.981, 0.986]).pct()
+    '98.0% (97.2-98.6)'
+    """
+    v = np.asarray(list(values), dtype=np.float64)
+    if v.ndim != 1 or v.size == 0 or not np.all(np.isfinite(v)):
+        raise ValueError(f"values must be a non-empty list of finite numbers; got {values!r}.")
+    return Spread(float(v.mean()), float(v.min()), float(v.max()), int(v.size))
