@@ -5,14 +5,19 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-NBVAL  := --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p tests.notebook_timer
+NBVAL  := --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p tests.notebook_timer \
+          -p tests.nbval_tolerance
+# The portability run: the same stored outputs, with PyTorch's, oneDNN's and MKL's float kernels
+# held to AVX2 and TensorFlow's oneDNN path off, as on another learner's CPU.
+OTHER_CPU := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
+             TF_ENABLE_ONEDNN_OPTS=0
 
-.PHONY: lab test test-lib test-notebooks test-exercises lint lesson bench env clean
+.PHONY: lab test test-lib test-notebooks test-exercises test-other-cpu lint lesson bench env clean
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/00_start_here.ipynb
 
-test: $(STAMP) lint test-lib test-notebooks test-exercises
+test: $(STAMP) lint test-lib test-notebooks test-exercises test-other-cpu
 	@echo "All course tests passed."
 
 env: $(STAMP)
@@ -37,6 +42,11 @@ test-notebooks: $(STAMP)
 
 test-exercises: $(STAMP)
 	$(PY) -m pytest -q --nbval-lax $(NBVAL) exercises
+
+# Lessons and solutions again, against the same stored outputs, with the float kernels on
+# another instruction set: what a learner with a different CPU will run.
+test-other-cpu: $(STAMP)
+	$(OTHER_CPU) $(PY) -m pytest -q --nbval $(NBVAL) notebooks solutions
 
 # One lesson:  make lesson N=02
 lesson: $(STAMP)
