@@ -9,10 +9,23 @@ import numpy as np
 
 def as_finite_float32(x, name: str = "x", allow_empty: bool = False) -> np.ndarray:
     """Return ``x`` as a float32 array, or raise ValueError if it is empty, NaN or infinite."""
+    kind = np.asarray(x).dtype.kind if not hasattr(x, "dtype") else np.dtype(x.dtype).kind
+    if kind == "b":
+        raise ValueError(f"{name} is boolean: quantization needs numbers; convert it first, "
+                         f"e.g. {name}.astype(np.float32) if True/False should become 1.0/0.0.")
+    if kind in "USO" and _holds_text(x):
+        raise ValueError(f"{name} holds text, not numbers: convert it first (float(...)).")
     try:
-        arr = np.asarray(x, dtype=np.float32)
+        with np.errstate(over="ignore"):  # reported below as beyond float32's range
+            arr = np.asarray(x, dtype=np.float32)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{name} must be numbers; got {type(x).__name__} ({err}).") from None
+    with np.errstate(over="ignore"):
+        overflowed = np.isfinite(np.asarray(x, dtype=np.float64)) & ~np.isfinite(arr) \
+            if kind in "fiu" else np.zeros(arr.shape, bool)
+    if np.any(overflowed):
+        raise ValueError(f"{name} holds values beyond float32's range (about 3.4e38): "
+                         "rescale the data before quantizing it.")
     if arr.size == 0 and not allow_empty:
         raise ValueError(f"{name} is empty: pass at least one value.")
     if not np.all(np.isfinite(arr)):
@@ -22,6 +35,12 @@ def as_finite_float32(x, name: str = "x", allow_empty: bool = False) -> np.ndarr
             "clean the data (np.nan_to_num) or find where the NaN comes from."
         )
     return arr
+
+
+def _holds_text(x) -> bool:
+    """True for strings and arrays or lists that contain strings or bytes."""
+    return any(isinstance(v, str | bytes | np.str_ | np.bytes_)
+               for v in np.asarray(x, dtype=object).ravel())
 
 
 def _is_whole(v) -> bool:

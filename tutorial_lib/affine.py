@@ -92,9 +92,14 @@ def choose_qparams(
         mid = 0 if quant_min < 0 else (quant_min + quant_max + 1) // 2
         zero_point = np.full(np.shape(scale), mid, dtype=np.int64)
     else:
-        scale = np.maximum((hi - lo) / np.float32(quant_max - quant_min), EPS)
+        with np.errstate(over="ignore"):
+            scale = np.maximum((hi - lo) / np.float32(quant_max - quant_min), EPS)
         zero_point = quant_min - np.round(lo / scale).astype(np.int64)
         zero_point = np.clip(zero_point, quant_min, quant_max)
+    if not np.all(np.isfinite(scale)):
+        raise ValueError(
+            f"the range [{lo.min():.3g}, {hi.max():.3g}] is too wide for a float32 scale (max - min "
+            "overflows float32): rescale the data, or compute the range in a smaller unit.")
     return QParams(_unwrap(np.asarray(scale, np.float32), np.float32),
                    _unwrap(np.asarray(zero_point), np.int32))
 
@@ -103,12 +108,22 @@ def _broadcast_params(x: np.ndarray, scale, zero_point, axis: int | None):
     """Check scale and zero point and shape them to broadcast against ``x`` along ``axis``."""
     scale = as_finite_float32(scale, "scale")
     zero_point = np.asarray(zero_point)
+    if zero_point.dtype.kind in "bUSO":
+        raise ValueError(f"zero_point must be an integer; got {zero_point.tolist()!r} "
+                         f"({zero_point.dtype.name}).")
     if not np.issubdtype(zero_point.dtype, np.integer):
         if not np.all(np.isfinite(zero_point)) or np.any(np.asarray(zero_point) % 1 != 0):
             raise ValueError(f"zero_point must be integer; got {zero_point.tolist()}.")
         zero_point = zero_point.astype(np.int64)
     if np.any(scale <= 0):
         raise ValueError(f"scale must be positive; got {scale.tolist()}.")
+    with np.errstate(divide="ignore", over="ignore"):
+        tiny = ~np.isfinite(np.float32(1) / scale)
+    if np.any(tiny):
+        raise ValueError(
+            f"scale {float(scale[tiny].ravel()[0]):.3g} is so small that 1/scale overflows float32; "
+            f"use a normal float32 scale, at least {np.finfo(np.float32).tiny:.3g} (choose_qparams floors it "
+            f"at {EPS:.3g}).")
     if axis is None:
         if scale.ndim != 0 or zero_point.ndim != 0:
             raise ValueError(
@@ -131,8 +146,16 @@ def _broadcast_params(x: np.ndarray, scale, zero_point, axis: int | None):
 
 
 def _round_half_away(v: np.ndarray) -> np.ndarray:
-    """Round to nearest, ties away from zero (C's ``round``, TFLite's ``TfLiteRound``)."""
-    return np.sign(v) * np.floor(np.abs(v) + np.float32(0.5))
+    """Round to nearest, ties away from zero (C's ``round``, TFLite's ``TfLiteRound``).
+
+    In float64: adding 0.5 to a float32 is exact there, so 0.49999997 rounds to 0 as C's
+    ``roundf`` does, where float32 arithmetic would first round the sum up to 1.0.
+
+    >>> _round_half_away(np.float32([0.49999997, 2.5, -2.5])).tolist()
+    [0.0, 3.0, -3.0]
+    """
+    v = np.asarray(v, dtype=np.float64)
+    return np.sign(v) * np.floor(np.abs(v) + 0.5)
 
 
 def quantize(
@@ -160,16 +183,28 @@ def quantize(
     quant_min, quant_max = check_quant_range(quant_min, quant_max)
     x = as_finite_float32(x, "x")
     scale, zero_point = _broadcast_params(x, scale, zero_point, axis)
+    _check_zero_point_in_range(zero_point, quant_min, quant_max)
     if rounding == "half_even":
         # PyTorch multiplies by 1/scale (FBGEMM does so for speed): in float32 this can differ
         # from x / scale in the last bit, which decides some ties.
-        q = np.round(x * (np.float32(1) / scale))
+        with np.errstate(over="ignore"):  # overflow to inf is fine: the clamp below saturates
+            q = np.round(x * (np.float32(1) / scale))
     elif rounding == "half_away":
-        q = _round_half_away(x / scale)
+        with np.errstate(over="ignore"):
+            q = _round_half_away(x / scale)
     else:
         raise ValueError(f"rounding must be 'half_even' or 'half_away'; got {rounding!r}.")
-    q = np.clip(q.astype(np.int64) + zero_point, quant_min, quant_max)
+    # Clamp while still float: a huge x / scale would overflow the integer cast and wrap.
+    q = np.clip(q.astype(np.float64) + zero_point, quant_min, quant_max)
     return q.astype(_int_dtype(quant_min, quant_max))
+
+
+def _check_zero_point_in_range(zero_point: np.ndarray, quant_min: int, quant_max: int) -> None:
+    outside = (zero_point < quant_min) | (zero_point > quant_max)
+    if np.any(outside):
+        raise ValueError(
+            f"zero_point {zero_point[outside].ravel()[0]} lies outside [{quant_min}, {quant_max}]: "
+            "a zero point is one of the integer codes (choose_qparams clamps it into the range).")
 
 
 def dequantize(q, scale, zero_point, axis: int | None = None) -> np.ndarray:

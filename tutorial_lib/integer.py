@@ -21,6 +21,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from tutorial_lib.affine import _int_dtype
+
 __all__ = [
     "quantize_multiplier", "saturating_rounding_doubling_high_mul", "rounding_divide_by_pot",
     "multiply_by_quantized_multiplier", "requantize", "requantize_fp32", "activation_range",
@@ -106,7 +108,13 @@ def multiply_by_quantized_multiplier(x, quantized_multiplier, shift,
     >>> multiply_by_quantized_multiplier([1000, 1005, -1005], M0, shift).tolist()
     [100, 101, -101]
     """
-    x = np.asarray(x, dtype=np.int64)
+    x = np.asarray(x)
+    if x.dtype.kind not in "iu" or np.any((x < INT32_MIN) | (x > INT32_MAX)):
+        raise ValueError("x must hold int32 values (an accumulator): got "
+                         + (f"dtype {x.dtype}" if x.dtype.kind not in "iu" else
+                            f"values up to {int(np.abs(x.astype(np.int64)).max()):,}, beyond int32")
+                         + "; TFLite would have overflowed before this step.")
+    x = x.astype(np.int64)
     shift = np.asarray(shift, dtype=np.int64)
     if rounding == "single":
         total = 31 - shift
@@ -130,7 +138,7 @@ def requantize(acc, quantized_multiplier, shift, output_zero_point: int,
     output zero point (real 0) instead of -128.
     """
     out = multiply_by_quantized_multiplier(acc, quantized_multiplier, shift, rounding)
-    return np.clip(out + output_zero_point, act_min, act_max).astype(np.int8)
+    return np.clip(out + output_zero_point, act_min, act_max).astype(_int_dtype(act_min, act_max))
 
 
 def requantize_fp32(acc, scale, output_zero_point: int, act_min: int = -128,
