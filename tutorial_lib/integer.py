@@ -12,6 +12,30 @@ TensorFlow Lite's reference kernels (``tensorflow/lite/kernels/internal/referenc
 
 Accumulation trick: int8 x int8 products summed over a layer stay far below 2**53, so a float64
 matrix product (fast BLAS) gives the exact integer sum, which is then converted back to int64.
+
+The ops ``run_int8_tflite`` executes, each bit-exact with LiteRT 2.3's reference kernel:
+
+============================  =========================================================
+op                            arithmetic
+============================  =========================================================
+CONV_2D, DEPTHWISE_CONV_2D    int32 sums, fixed-point ``M0 * 2**shift`` per channel,
+                              double rounding (``requantize``)
+FULLY_CONNECTED               int32 sums, float64 multiplier rounded half away
+                              (``requantize_double``)
+ADD                           both inputs rescaled in fixed point (``add``)
+MEAN                          int32 sum, multiplier divided by the count (``mean``)
+MAX_POOL_2D, AVERAGE_POOL_2D  integer max, integer mean rounded half away
+SOFTMAX                       gemmlowp fixed point: exp, sum, reciprocal (``softmax``)
+LOGISTIC                      256-entry table made in float32 (``logistic``)
+QUANTIZE                      float32 in: ``round(x / S) + Z``; int8 in: fixed-point rescale
+DEQUANTIZE                    ``(q - Z) * S`` in float64, stored as float32
+PAD, PADV2                    filled with the zero point (PAD) or the given constant
+CONCATENATION                 copy (inputs share the output's scale, as LiteRT requires)
+RESHAPE, STRIDED_SLICE,       data movement only
+SPLIT_V, PACK, SHAPE
+============================  =========================================================
+
+Any other op raises NotImplementedError naming it.
 """
 
 from __future__ import annotations
@@ -25,9 +49,11 @@ from tutorial_lib.affine import _int_dtype
 
 __all__ = [
     "quantize_multiplier", "saturating_rounding_doubling_high_mul", "rounding_divide_by_pot",
-    "multiply_by_quantized_multiplier", "requantize", "requantize_fp32", "activation_range",
+    "multiply_by_quantized_multiplier", "requantize", "requantize_double", "requantize_fp32",
+    "activation_range",
     "fully_connected", "fully_connected_acc", "conv2d", "conv2d_acc", "depthwise_conv2d",
     "depthwise_conv2d_acc", "max_pool2d", "average_pool2d", "mean", "add",
+    "requantize_int8", "dequantize_op", "exp_on_negative_values", "softmax_params", "softmax", "logistic_table", "logistic",
     "fold_batchnorm", "run_int8_tflite", "TFLITE_OPS",
 ]
 
@@ -100,8 +126,8 @@ def multiply_by_quantized_multiplier(x, quantized_multiplier, shift,
     shift is applied to ``x`` first, then a rounding doubling high multiply, then a rounding right
     shift; each step rounds. ``rounding="single"`` computes ``(x * M0 + 2**(30 - shift)) >>
     (31 - shift)`` in 64 bits and rounds once (the TFLITE_SINGLE_ROUNDING variant). The two
-    differ by one in rare cases; LiteRT 2.3's reference kernels use double rounding for
-    convolutions and single rounding for FULLY_CONNECTED (measured: tests/test_integer.py).
+    differ by one in rare cases; LiteRT 2.3's reference convolutions use double rounding (its
+    FULLY_CONNECTED uses neither: see ``requantize_double``).
     ``quantized_multiplier`` and ``shift`` may be per-channel arrays (channels last).
 
     >>> M0, shift = quantize_multiplier(0.1)
@@ -160,8 +186,9 @@ def activation_range(fused: str, scale: float, zero_point: int) -> tuple[int, in
     >>> activation_range("RELU", 0.1, -20), activation_range("RELU6", 0.05, -128)
     ((-20, 127), (-128, -8))
     """
-    def q(real: float) -> int:  # TFLite's Quantize helper: zero_point + round(real / scale)
-        return zero_point + int(np.round(np.float32(real) / np.float32(scale)))
+    def q(real: float) -> int:  # TFLite: zero_point + roundf(real / scale), half away from zero
+        v = float(np.float32(real) / np.float32(scale))
+        return zero_point + int(math.copysign(math.floor(abs(v) + 0.5), v))
 
     if fused == "NONE":
         return -128, 127
@@ -301,19 +328,35 @@ def average_pool2d(x_q, size, stride, padding: str = "VALID", act_min: int = -12
 
 def mean(x_q, axis, input_zero_point: int, input_scale: float, output_scale: float,
          output_zero_point: int, keep_dims: bool = False) -> np.ndarray:
-    """int8 mean over ``axis`` (e.g. global average pooling over H and W), as LiteRT 2.3 does.
+    """int8 mean over ``axis`` (e.g. global average pooling over H and W), as LiteRT's reference.
 
-    The sum of ``q - Z_in`` over the ``n`` reduced values is requantized with one fixed-point
-    multiplier ``M = S_in / (n * S_out)`` (the division by ``n`` folded into it), then shifted
-    by the output zero point.
+    The raw int8 values are summed in int32, the zero points removed from the sum
+    (``sum - n * Z_in``), and the result multiplied by ``M = S_in / (n * S_out)``: LiteRT takes
+    the fixed-point multiplier of ``S_in / S_out`` and divides its 31-bit mantissa by ``n``
+    in integers, after shifting it left by up to ``floor(log2 n)`` bits to keep its precision.
     """
-    axis = tuple(int(a) for a in np.atleast_1d(axis))
-    x = np.asarray(x_q, dtype=np.int64) - input_zero_point
+    axis = tuple(int(a) % np.ndim(x_q) for a in np.atleast_1d(axis))
+    x = np.asarray(x_q, dtype=np.int64)
     n = int(np.prod([x.shape[a] for a in axis]))
-    acc = x.sum(axis=axis, keepdims=keep_dims)
-    m0, shift = quantize_multiplier(float(np.float32(input_scale)) / (n * float(np.float32(output_scale))))
-    out = multiply_by_quantized_multiplier(acc, m0, shift) + output_zero_point
-    return np.clip(out, -128, 127).astype(np.int8)
+    total = _wrap32(x.sum(axis=axis, keepdims=keep_dims))
+    m0, shift = quantize_multiplier(float(np.float32(input_scale)) / float(np.float32(output_scale)))
+    extra = min(n.bit_length() - 1, 32, 31 + shift)
+    m0_over_n, shift = (m0 << extra) // n, shift - extra
+    out = multiply_by_quantized_multiplier(_wrap32(total - input_zero_point * n), m0_over_n, shift)
+    return np.clip(out + output_zero_point, -128, 127).astype(np.int8)
+
+
+def requantize_double(acc, real_multiplier, output_zero_point: int, act_min: int = -128,
+                      act_max: int = 127) -> np.ndarray:
+    """int32 accumulator to int8 with a float64 multiplier, rounded half away from zero.
+
+    LiteRT 2.3's reference FULLY_CONNECTED requantizes this way, with ``M = S_x * S_w / S_y``
+    in double precision (one ``M`` per output channel), not with the fixed-point ``M0 * 2**shift``
+    of its convolutions.
+    """
+    scaled = np.asarray(acc, dtype=np.float64) * np.asarray(real_multiplier, dtype=np.float64)
+    out = np.sign(scaled) * np.floor(np.abs(scaled) + 0.5) + output_zero_point
+    return np.clip(out, act_min, act_max).astype(np.int8)
 
 
 class AddParams(NamedTuple):
@@ -353,6 +396,191 @@ def add(x1_q, zero_point1: int, scale1: float, x2_q, zero_point2: int, scale2: f
     return np.clip(out + output_zero_point, act_min, act_max).astype(np.int8)
 
 
+# ---------------------------------------------------------------- quantize, dequantize, rescale
+
+def requantize_int8(q, input_scale: float, input_zero_point: int, output_scale: float,
+                    output_zero_point: int) -> np.ndarray:
+    """int8 to int8 with another scale and zero point (TFLite's QUANTIZE op on int8 input).
+
+    ``M = S_in / S_out`` as a fixed-point multiplier, applied to ``q - Z_in``.
+    """
+    m0, shift = quantize_multiplier(float(np.float32(input_scale)) / float(np.float32(output_scale)))
+    acc = np.asarray(q, dtype=np.int64) - input_zero_point
+    out = multiply_by_quantized_multiplier(acc, m0, shift) + output_zero_point
+    return np.clip(out, -128, 127).astype(np.int8)
+
+
+def dequantize_op(q, scale: float, zero_point: int) -> np.ndarray:
+    """TFLite's DEQUANTIZE: ``(q - Z) * S`` as float32."""
+    return ((np.asarray(q, dtype=np.int64) - zero_point).astype(np.float64)
+            * float(np.float32(scale))).astype(np.float32)
+
+
+def _quantize_op(x, in_t, out_t) -> np.ndarray:
+    from tutorial_lib.affine import quantize
+
+    if x.dtype == np.float32:  # TFLite's reference: round(x / S) half away from zero, + Z
+        return quantize(x, np.float32(out_t.scale), int(out_t.zero_point), rounding="half_away")
+    return requantize_int8(x, in_t.scale, int(in_t.zero_point), out_t.scale, int(out_t.zero_point))
+
+
+# ---------------------------------------------------------------- softmax and logistic
+#
+# int8 SOFTMAX in LiteRT's reference kernel never leaves the integers: it follows gemmlowp's
+# fixed-point functions. A fixed-point number here is an int32 ``raw`` standing for
+# ``raw / 2**(31 - integer_bits)``: with 5 integer bits (Q5.26) it spans [-32, 32); with 0
+# (Q0.31) it spans [-1, 1). Products of two Q0.31 numbers are ``saturating_rounding_doubling_
+# high_mul`` (SRDHM) above; adds wrap around as int32 adds do in C.
+#
+# int8 LOGISTIC instead uses a table of 256 float32 results made once when the model is loaded.
+# (C's expf is evaluated as float64 exp rounded to float32, its correctly rounded value.)
+
+
+def _wrap32(x) -> np.ndarray:
+    """Wrap int64 values to int32, as a C int32 addition overflows."""
+    return ((np.asarray(x, dtype=np.int64) + 2**31) & 0xFFFFFFFF) - 2**31
+
+
+def _saturating_shift_left(x, exponent: int) -> np.ndarray:
+    """``x * 2**exponent`` saturated to int32 (gemmlowp's SaturatingRoundingMultiplyByPOT)."""
+    x = np.asarray(x, dtype=np.int64)
+    limit = (1 << (31 - exponent)) - 1
+    return np.where(x > limit, INT32_MAX, np.where(x < -limit, INT32_MIN, x << exponent))
+
+
+def _exp_on_interval_between_negative_one_quarter_and_0(a) -> np.ndarray:
+    """exp(a) for a Q0.31 ``a`` in [-1/4, 0): a Taylor polynomial around -1/8."""
+    exp_minus_one_eighth = 1895147668   # exp(-1/8) in Q0.31
+    one_third = 715827883               # 1/3 in Q0.31
+    x = _wrap32(np.asarray(a, dtype=np.int64) + (1 << 28))  # a + 1/8
+    x2 = saturating_rounding_doubling_high_mul(x, x)
+    x3 = saturating_rounding_doubling_high_mul(x2, x)
+    x4_over_4 = rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x2, x2), 2)
+    # x + x^2/2 + x^3/6 + x^4/24 = x + (((x^4/4 + x^3) / 3) + x^2) / 2
+    poly = rounding_divide_by_pot(_wrap32(saturating_rounding_doubling_high_mul(
+        _wrap32(x4_over_4 + x3), one_third) + x2), 1)
+    return _wrap32(exp_minus_one_eighth
+                   + saturating_rounding_doubling_high_mul(exp_minus_one_eighth, _wrap32(x + poly)))
+
+
+# exp(-2**k) in Q0.31, for the bits of the part of the input beyond the last quarter
+_EXP_OF_MINUS_POWERS_OF_TWO = {-2: 1672461947, -1: 1302514674, 0: 790015084, 1: 290630308,
+                               2: 39332535, 3: 720401, 4: 242}
+
+
+def exp_on_negative_values(a, integer_bits: int = 5) -> np.ndarray:
+    """exp(a) in Q0.31 for a Q(integer_bits) ``a <= 0`` (gemmlowp's exp_on_negative_values).
+
+    Write ``a = r - m`` with ``r`` in [-1/4, 0) and ``m`` a sum of powers of two: exp(r) comes
+    from a polynomial, and each power of two present in ``m`` multiplies the result by a
+    constant exp(-2**k).
+
+    >>> round(float(exp_on_negative_values(np.int64(-1 << 26)) / 2**31), 5)  # exp(-1)
+    0.36788
+    """
+    fraction_bits = 31 - integer_bits
+    a = np.asarray(a, dtype=np.int64)
+    one_quarter = 1 << (fraction_bits - 2)
+    a_mod_quarter_minus_one_quarter = _wrap32((a & (one_quarter - 1)) - one_quarter)
+    result = _exp_on_interval_between_negative_one_quarter_and_0(
+        _saturating_shift_left(a_mod_quarter_minus_one_quarter, integer_bits))
+    remainder = _wrap32(a_mod_quarter_minus_one_quarter - a)
+    for k, exp_minus_2k in _EXP_OF_MINUS_POWERS_OF_TWO.items():
+        if integer_bits > k:
+            bit_set = (remainder & (1 << (fraction_bits + k))) != 0
+            result = np.where(bit_set, saturating_rounding_doubling_high_mul(result, exp_minus_2k),
+                              result)
+    if integer_bits > 5:
+        result = np.where(a < -(1 << (36 - integer_bits)), 0, result)
+    return np.where(a == 0, INT32_MAX, result)
+
+
+def _one_over_one_plus_x_for_x_in_0_1(a) -> np.ndarray:
+    """1 / (1 + x) in Q0.31 for a Q0.31 ``x`` in [0, 1): three Newton-Raphson steps."""
+    total = np.asarray(a, dtype=np.int64) + INT32_MAX
+    half_denominator = np.where(total >= 0, (total + 1) >> 1, -((-(total - 1)) >> 1))  # (1+x)/2
+    # 48/17 - 32/17 * d: the initial estimate of 1/d, in Q2.29
+    x = _wrap32(1515870810 + saturating_rounding_doubling_high_mul(half_denominator, -1010580540))
+    for _ in range(3):
+        one_minus_half_denominator_times_x = _wrap32(
+            (1 << 29) - saturating_rounding_doubling_high_mul(half_denominator, x))
+        x = _wrap32(x + _saturating_shift_left(
+            saturating_rounding_doubling_high_mul(x, one_minus_half_denominator_times_x), 2))
+    return _saturating_shift_left(x, 1)  # Q2.29 * 1/2 read as Q0.31
+
+
+def softmax_params(input_scale: float, beta: float = 1.0) -> tuple[int, int, int]:
+    """(multiplier, left shift, diff_min) as LiteRT's Prepare computes them for int8 SOFTMAX.
+
+    The difference ``q - max`` is rescaled to Q5.26 by ``beta * S_in * 2**26`` (a multiplier
+    above one); differences below ``diff_min`` would fall beyond -32 and count as exp = 0.
+    """
+    real = min(float(beta) * float(np.float32(input_scale)) * (1 << 26), 2.0**31 - 1)
+    if not real > 1.0:
+        raise ValueError(f"beta * input_scale must be above 2**-26 for int8 softmax; got {real / 2**26!r}.")
+    multiplier, shift = quantize_multiplier(real)
+    diff_min = -math.floor(31 * (1 << 26) / (1 << shift))
+    return multiplier, shift, diff_min
+
+
+def softmax(x_q, input_scale: float, beta: float = 1.0, output_scale: float = 1 / 256,
+            output_zero_point: int = -128) -> np.ndarray:
+    """int8 softmax over the last axis in integer arithmetic, as LiteRT's reference SOFTMAX.
+
+    Per row: ``d = q - max(row)`` (so every exponent is <= 0), rescaled to Q5.26;
+    ``e = exp(d)`` in Q0.31 by ``exp_on_negative_values``; the sum of the ``e`` in Q12.19;
+    its reciprocal by Newton-Raphson; and ``e * (1 / sum)`` shifted to 8 bits, minus 128. The
+    output must have LiteRT's fixed parameters: scale 1/256 and zero point -128.
+    """
+    if abs(float(output_scale) - 1 / 256) > 0.001 / 256 or int(output_zero_point) != -128:
+        raise ValueError(f"int8 softmax outputs have scale 1/256 and zero point -128 (LiteRT "
+                         f"refuses others); got {output_scale} and {output_zero_point}.")
+    multiplier, shift, diff_min = softmax_params(input_scale, beta)
+    q = np.asarray(x_q, dtype=np.int64)
+    diff = q - q.max(axis=-1, keepdims=True)
+    used = diff >= diff_min
+    scaled = saturating_rounding_doubling_high_mul(_wrap32(diff << shift), multiplier)  # Q5.26
+    e = exp_on_negative_values(scaled, integer_bits=5)                                   # Q0.31
+    total = _wrap32(np.where(used, rounding_divide_by_pot(e, 12), 0).sum(axis=-1, keepdims=True))
+    # 1 / total: normalize total to [1, 2) as 1 + x, invert, and remember the shift
+    headroom = np.vectorize(lambda v: 32 - int(v).bit_length())(total)
+    reciprocal = _one_over_one_plus_x_for_x_in_0_1(_wrap32(((total << headroom) & 0xFFFFFFFF) - 2**31))
+    exponent = (12 - headroom) + 31 - 8
+    out = rounding_divide_by_pot(saturating_rounding_doubling_high_mul(reciprocal, e), exponent) - 128
+    return np.where(used, np.clip(out, -128, 127), -128).astype(np.int8)
+
+
+def _expf(v) -> np.ndarray:
+    with np.errstate(over="ignore"):  # expf overflows to inf too, and 1 / (1 + inf) is 0
+        return np.exp(np.asarray(v, dtype=np.float64)).astype(np.float32)
+
+
+def _round_away(v) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float64)
+    return np.sign(v) * np.floor(np.abs(v) + 0.5)
+
+
+def logistic_table(input_scale: float, input_zero_point: int, output_scale: float,
+                   output_zero_point: int) -> np.ndarray:
+    """``table[q + 128]``: the int8 sigmoid of every int8 input, as LiteRT's Prepare makes it.
+
+    Dequantize in float32, ``1 / (1 + expf(-x))``, times ``1 / S_out``, rounded half away from
+    zero, plus ``Z_out``, clamped.
+    """
+    q = np.arange(-128, 128)
+    x = (np.float32(input_scale) * (q - input_zero_point).astype(np.float32)).astype(np.float32)
+    sig = (np.float32(1) / (np.float32(1) + _expf(-x))).astype(np.float32)
+    scaled = (sig * (np.float32(1) / np.float32(output_scale))).astype(np.float32)
+    return np.clip(_round_away(scaled) + output_zero_point, -128, 127).astype(np.int8)
+
+
+def logistic(x_q, input_scale: float, input_zero_point: int, output_scale: float,
+             output_zero_point: int) -> np.ndarray:
+    """int8 sigmoid by table lookup, as LiteRT's reference LOGISTIC."""
+    table = logistic_table(input_scale, input_zero_point, output_scale, output_zero_point)
+    return table[np.asarray(x_q, dtype=np.int64) + 128]
+
+
 # ---------------------------------------------------------------- BatchNorm folding
 
 def fold_batchnorm(w, b, gamma, beta, mean, var, eps: float = 1e-5, axis: int = 0):
@@ -375,52 +603,83 @@ def fold_batchnorm(w, b, gamma, beta, mean, var, eps: float = 1e-5, axis: int = 
 # ---------------------------------------------------------------- a whole .tflite model
 
 TFLITE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MAX_POOL_2D",
-              "AVERAGE_POOL_2D", "MEAN", "ADD", "RESHAPE")
+              "AVERAGE_POOL_2D", "MEAN", "ADD", "RESHAPE", "QUANTIZE", "DEQUANTIZE", "PAD",
+              "PADV2", "CONCATENATION", "STRIDED_SLICE", "SPLIT_V", "PACK", "SHAPE", "SOFTMAX",
+              "LOGISTIC")
 
 
-def run_int8_tflite(model_content: bytes, x_q, return_all: bool = False,
+def run_int8_tflite(model_content: bytes, x, return_all: bool = False,
                     requantization: str = "reference"):
-    """Execute a full-integer .tflite model (int8 input and output) in numpy integer arithmetic.
+    """Execute a full-integer .tflite model in numpy integer arithmetic.
 
-    Bit-exact with LiteRT run with ``OpResolverType.BUILTIN_REF``. Supported ops are listed in
-    ``TFLITE_OPS``; anything else raises NotImplementedError naming the op. With
-    ``return_all=True`` it also returns every intermediate tensor by index, for debugging.
-    ``requantization="xnnpack"`` requantizes convolutions and fully connected layers in float32
-    as XNNPACK does (``requantize_fp32``), to reproduce LiteRT's default CPU results instead.
+    ``x`` has the model's own input type: int8, or float32 when the graph starts with a QUANTIZE
+    op (``tl.tflite_bridge.convert(..., "full_integer")``); the result has the model's own output
+    type (int8, or float32 after a final DEQUANTIZE). Bit-exact with LiteRT run with
+    ``OpResolverType.BUILTIN_REF``. Supported ops are listed in ``TFLITE_OPS``; any other op
+    raises NotImplementedError naming it. With ``return_all=True`` it also returns every tensor by
+    index, for debugging. ``requantization="xnnpack"`` requantizes convolutions and fully
+    connected layers in float32 as XNNPACK does (``requantize_fp32``), to reproduce LiteRT's
+    default CPU results instead.
     """
     if requantization not in ("reference", "xnnpack"):
         raise ValueError(f"requantization must be 'reference' or 'xnnpack'; got {requantization!r}.")
     from tutorial_lib import tflite_file
 
     graph = tflite_file.read(model_content)
-    (inp,) = graph.inputs
-    if graph.tensors[inp].dtype != np.int8:
-        raise ValueError(
-            f"the model's input is {graph.tensors[inp].dtype}, not int8: convert it with int8 "
-            "input and output (TFLiteConverter with inference_input_type = tf.int8, or "
-            "tl.tflite_bridge.convert(model, 'integer_only', ...)).")
-    x_q = np.asarray(x_q)
-    if x_q.dtype != np.int8:
-        raise ValueError(f"x_q must be int8 (quantize it with the input's scale and zero point); "
-                         f"got {x_q.dtype}.")
-    values: dict[int, np.ndarray] = {i: t.data for i, t in enumerate(graph.tensors) if t.data is not None}
-    values[inp] = x_q
     for op in graph.operators:
-        values[op.outputs[0]] = _run_op(graph, op, values, requantization == "xnnpack")
+        if op.name not in TFLITE_OPS:
+            raise NotImplementedError(
+                f"{op.name} is not implemented in tl.run_int8_tflite "
+                f"(supported: {', '.join(TFLITE_OPS)}).")
+    _check_full_integer(graph)
+    xs = [x] if len(graph.inputs) == 1 else list(x)
+    if len(xs) != len(graph.inputs):
+        raise ValueError(f"this model has {len(graph.inputs)} inputs: pass a list of "
+                         f"{len(graph.inputs)} arrays; got {len(xs)}.")
+    values: dict[int, np.ndarray] = {i: t.data for i, t in enumerate(graph.tensors)
+                                     if t.data is not None}
+    for inp, x in zip(graph.inputs, xs, strict=True):
+        values[inp] = _check_input(np.asarray(x), graph.tensors[inp].dtype)
+    for op in graph.operators:
+        outputs = _run_op(graph, op, values, requantization == "xnnpack")
+        for index, value in zip(op.outputs, outputs, strict=True):
+            values[index] = value
     out = values[graph.outputs[0]]
     return (out, values) if return_all else out
 
 
+def _check_input(x: np.ndarray, expected) -> np.ndarray:
+    if expected == np.int8 and x.dtype != np.int8:
+        raise ValueError(f"this model takes int8 input: quantize x with the input's scale and "
+                         f"zero point first; got {x.dtype}.")
+    if expected == np.float32:
+        if x.dtype.kind != "f":
+            raise ValueError(f"this model takes float32 input (its first op quantizes it); got "
+                             f"{x.dtype}.")
+        return x.astype(np.float32)
+    return x
+
+
+def _check_full_integer(graph) -> None:
+    """Refuse models that compute in float: only QUANTIZE may read, DEQUANTIZE write, float."""
+    for op in graph.operators:
+        if op.name in ("QUANTIZE", "DEQUANTIZE", "SHAPE"):
+            continue
+        for i in op.inputs[:1]:
+            if i >= 0 and graph.tensors[i].dtype == np.float32:
+                raise ValueError(
+                    f"{op.name} computes in float32: this is not a full-integer model, so its "
+                    "layers are not int8. Convert with full integer quantization "
+                    "(tl.tflite_bridge.convert(model, 'integer_only' or 'full_integer', data)).")
+
+
 def _requant_params(graph, op):
-    """Per-channel (M0, shift) for a conv/FC op, computed as TFLite's Prepare does."""
+    """Per-channel (M0, shift) for a convolution, computed as TFLite's Prepare does."""
     x, w, y = (graph.tensors[i] for i in op.inputs[:2] + op.outputs[:1])
     w_scales = np.atleast_1d(w.scale)
-    if op.name == "FULLY_CONNECTED" and w_scales.size == 1:
-        # GetQuantizedConvolutionMultipler: the scale product is taken in float32 first
-        real = [float(np.float32(x.scale) * np.float32(w_scales[0])) / float(np.float32(y.scale))]
-    else:  # PopulateConvolutionQuantizationParams: double arithmetic per channel
-        real = [float(np.float32(x.scale)) * float(s) / float(np.float32(y.scale))
-                for s in w_scales.astype(np.float32)]
+    # PopulateConvolutionQuantizationParams: double arithmetic per channel
+    real = [float(np.float32(x.scale)) * float(s) / float(np.float32(y.scale))
+            for s in w_scales.astype(np.float32)]
     m0, shift = zip(*(quantize_multiplier(r) for r in real), strict=True)
     return np.array(m0, dtype=np.int64), np.array(shift, dtype=np.int64)
 
@@ -440,13 +699,14 @@ def _accumulate(graph, op, values) -> np.ndarray:
     return kernel(x, zero_point, w, bias, opts["stride"], opts["padding"], opts["dilation"])
 
 
-def _run_op(graph, op, values, fp32_requantization: bool = False):
+def _run_op(graph, op, values, fp32_requantization: bool = False) -> tuple:
+    """The output tensors of one op, as a tuple (most ops have one)."""
     t = graph.tensors
     opts = op.options
     out = t[op.outputs[0]]
-    x = values[op.inputs[0]]
+    x = values[op.inputs[0]] if op.inputs else None
     if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MAX_POOL_2D",
-                   "AVERAGE_POOL_2D", "ADD"):
+                   "AVERAGE_POOL_2D", "ADD", "CONCATENATION"):
         act = activation_range(opts.get("fused_activation", "NONE"), float(out.scale),
                                int(out.zero_point))
     if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
@@ -455,25 +715,86 @@ def _run_op(graph, op, values, fp32_requantization: bool = False):
             w = t[op.inputs[1]]
             scale = (np.float32(t[op.inputs[0]].scale) * np.atleast_1d(w.scale).astype(np.float32)
                      / np.float32(out.scale)).astype(np.float32)
-            return requantize_fp32(acc, scale, int(out.zero_point), *act)
+            return (requantize_fp32(acc, scale, int(out.zero_point), *act),)
+        if op.name == "FULLY_CONNECTED":  # LiteRT 2.3's reference: float64 multiplier
+            w_scales = np.atleast_1d(t[op.inputs[1]].scale).astype(np.float32).astype(np.float64)
+            real = float(np.float32(t[op.inputs[0]].scale)) * w_scales / float(np.float32(out.scale))
+            return (requantize_double(acc, real, int(out.zero_point), *act),)
         m0, shift = _requant_params(graph, op)
-        # LiteRT 2.3's reference FULLY_CONNECTED rounds once, its convolutions twice
-        rounding = "single" if op.name == "FULLY_CONNECTED" else "double"
-        return requantize(acc, m0, shift, int(out.zero_point), *act, rounding=rounding)
+        return (requantize(acc, m0, shift, int(out.zero_point), *act),)
     if op.name == "MAX_POOL_2D":
-        return max_pool2d(x, opts["filter"], opts["stride"], opts["padding"], *act)
+        return (max_pool2d(x, opts["filter"], opts["stride"], opts["padding"], *act),)
     if op.name == "AVERAGE_POOL_2D":
-        return average_pool2d(x, opts["filter"], opts["stride"], opts["padding"], *act)
+        return (average_pool2d(x, opts["filter"], opts["stride"], opts["padding"], *act),)
     if op.name == "ADD":
         a, b = (t[i] for i in op.inputs[:2])
-        return add(x, int(a.zero_point), float(a.scale), values[op.inputs[1]], int(b.zero_point),
-                   float(b.scale), float(out.scale), int(out.zero_point), *act)
+        return (add(x, int(a.zero_point), float(a.scale), values[op.inputs[1]], int(b.zero_point),
+                    float(b.scale), float(out.scale), int(out.zero_point), *act),)
     if op.name == "MEAN":
         a = t[op.inputs[0]]
-        return mean(x, values[op.inputs[1]], int(a.zero_point), float(a.scale), float(out.scale),
-                    int(out.zero_point), bool(opts.get("keep_dims", False)))
+        return (mean(x, values[op.inputs[1]], int(a.zero_point), float(a.scale),
+                     float(out.scale), int(out.zero_point), bool(opts.get("keep_dims", False))),)
     if op.name == "RESHAPE":
         # the file stores shapes for batch 1; keep the batch of the data we run
-        return x.reshape((x.shape[0], *out.shape[1:]))
+        return (x.reshape((x.shape[0], *out.shape[1:])),)
+    if op.name == "QUANTIZE":
+        return (_quantize_op(x, t[op.inputs[0]], out),)
+    if op.name == "DEQUANTIZE":
+        return (dequantize_op(x, float(t[op.inputs[0]].scale), int(t[op.inputs[0]].zero_point)),)
+    if op.name in ("PAD", "PADV2"):
+        pads = np.asarray(values[op.inputs[1]], dtype=np.int64)
+        fill = (values[op.inputs[2]].ravel()[0] if op.name == "PADV2" and len(op.inputs) > 2
+                else out.zero_point)  # int8 PAD fills with the zero point: real 0
+        return (np.pad(x, pads, constant_values=fill).astype(x.dtype),)
+    if op.name == "CONCATENATION":
+        for i in op.inputs:  # LiteRT refuses int8 inputs on another scale: so do we
+            if (float(t[i].scale), int(t[i].zero_point)) != (float(out.scale), int(out.zero_point)):
+                raise ValueError(
+                    f"CONCATENATION input {t[i].name!r} has scale {t[i].scale} and zero point "
+                    f"{t[i].zero_point}, the output {out.scale} and {out.zero_point}: int8 "
+                    "concatenation needs them equal (LiteRT's Prepare refuses the model too).")
+        joined = np.concatenate([values[i] for i in op.inputs], axis=opts["axis"])
+        return (np.clip(joined, *act).astype(joined.dtype),)
+    if op.name == "STRIDED_SLICE":
+        return (_strided_slice(x, *(np.asarray(values[i]) for i in op.inputs[1:4]), opts),)
+    if op.name == "SPLIT_V":
+        sizes = np.asarray(values[op.inputs[1]], dtype=np.int64).copy()
+        axis = int(np.asarray(values[op.inputs[2]]).ravel()[0]) % x.ndim
+        if np.any(sizes < 0):  # one size may be -1: the rest of the axis
+            sizes[sizes < 0] = x.shape[axis] - sizes[sizes >= 0].sum()
+        return tuple(np.split(x, np.cumsum(sizes)[:-1], axis=axis))
+    if op.name == "PACK":
+        return (np.stack([values[i] for i in op.inputs], axis=opts["axis"]),)
+    if op.name == "SOFTMAX":
+        a = t[op.inputs[0]]
+        return (softmax(x, float(a.scale), float(opts.get("beta", 1.0)), float(out.scale),
+                        int(out.zero_point)),)
+    if op.name == "LOGISTIC":
+        a = t[op.inputs[0]]
+        return (logistic(x, float(a.scale), int(a.zero_point), float(out.scale),
+                         int(out.zero_point)),)
+    if op.name == "SHAPE":
+        return (np.array(x.shape, dtype=out.dtype),)
     raise NotImplementedError(
         f"{op.name} is not implemented in tl.run_int8_tflite (supported: {', '.join(TFLITE_OPS)})")
+
+
+def _strided_slice(x, begin, end, strides, opts) -> np.ndarray:
+    """TFLite's STRIDED_SLICE for the common masks (begin, end and shrink-axis)."""
+    if opts.get("ellipsis_mask") or opts.get("new_axis_mask") or opts.get("offset"):
+        raise NotImplementedError("STRIDED_SLICE with an ellipsis, new-axis or offset mask is not "
+                                  "implemented in tl.run_int8_tflite.")
+    index = []
+    for axis in range(x.ndim):
+        if axis >= len(begin):
+            index.append(slice(None))
+            continue
+        b = None if opts.get("begin_mask", 0) >> axis & 1 else int(begin[axis])
+        e = None if opts.get("end_mask", 0) >> axis & 1 else int(end[axis])
+        if opts.get("shrink_axis_mask", 0) >> axis & 1:
+            index.append(int(begin[axis]))
+        else:
+            index.append(slice(b, e, int(strides[axis])))
+    return x[tuple(index)]
+
+

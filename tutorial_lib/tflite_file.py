@@ -72,6 +72,13 @@ def _options(schema, opts) -> dict:
         found["keep_dims"] = bool(opts.keepDims)
     if hasattr(opts, "depthMultiplier"):
         found["depth_multiplier"] = opts.depthMultiplier
+    for attr, key in (("axis", "axis"), ("beta", "beta"), ("valuesCount", "values_count"),
+                      ("numSplits", "num_splits"), ("beginMask", "begin_mask"),
+                      ("endMask", "end_mask"), ("ellipsisMask", "ellipsis_mask"),
+                      ("newAxisMask", "new_axis_mask"), ("shrinkAxisMask", "shrink_axis_mask"),
+                      ("offset", "offset")):
+        if hasattr(opts, attr):
+            found[key] = getattr(opts, attr)
     return found
 
 
