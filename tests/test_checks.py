@@ -267,3 +267,204 @@ def test_exception_is_reported_not_raised(capsys):
 def test_wrong_shape_is_a_failure(capsys):
     assert not checks.check_quantize(lambda x, *a: np.zeros(1, np.int8))
     capsys.readouterr()
+
+
+# ---- right values in the wrong dtype (the exercise names the dtype)
+
+def _requantize_int64(acc, m0, shift, zp):
+    return requantize_single(acc, m0, shift, zp).astype(np.int64)
+
+
+WRONG_DTYPES = {
+    "quantize": (lambda *a: tl.quantize(*a).astype(np.float64),
+                 "dtype: expected an integer dtype, got float64"),
+    "pack_int4": (lambda q: tl.packing.pack_int4(q).astype(np.int32),
+                  "dtype: expected uint8, got int32"),
+    "requantize": (_requantize_int64, "dtype: expected int8, got int64"),
+    "int8_linear": (lambda *a: int8_linear(*a).astype(np.int64), "dtype: expected int8, got int64"),
+    "quantize_bias": (lambda b, sx, sw: np.round(b / (sx * np.asarray(sw))),
+                      "dtype: expected int32, got float64"),
+    "quantize_input": (lambda x, s, z: tl.quantize(x, s, z, rounding="half_away").astype(np.int32),
+                       "dtype: expected int8, got int32"),
+    "dequantize_weight": (lambda q, s, axis: REFERENCES["dequantize_weight"](q, s, axis)
+                          .astype(np.float64), "dtype: expected float32, got float64"),
+    "unpack_int4": (lambda p, n: tl.packing.unpack_int4(p, n).astype(np.float32),
+                    "dtype: expected an integer dtype, got float32"),
+    "choose_qparams": (lambda *a: (tl.choose_qparams(*a).scale,
+                                   float(tl.choose_qparams(*a).zero_point)),
+                       "type: expected an int, got float"),
+    "model_bytes": (lambda n, fmt: float(tl.metrics.size_bytes(n, fmt)),
+                    "type: expected an int, got float"),
+    "fp16_below": (lambda x: np.float16(fp16_below(x)),
+                   "type: expected a Python float, got numpy.float16"),
+}
+
+
+@pytest.mark.parametrize("name", WRONG_DTYPES)
+def test_wrong_dtype_is_named(name, capsys):
+    wrong, line = WRONG_DTYPES[name]
+    result = checker(name)(wrong)
+    out = capsys.readouterr().out
+    assert not result and out.startswith(f"✗ {name}: ") and "Traceback" not in out
+    assert f"\n    {line}\n" in out, out
+    assert "max difference" not in out  # the values themselves are right
+
+
+# ---- single rounding, as the exercises ask, against double rounding
+
+def requantize_double(acc, m0, shift, zero_point):
+    out = tl.integer.multiply_by_quantized_multiplier(acc, m0, shift, "double") + zero_point
+    return np.clip(out, -128, 127).astype(np.int8)
+
+
+def int8_linear_double(x_q, x_zero_point, w_q, bias_q, m0, shift, y_zero_point):
+    return tl.integer.fully_connected(x_q, x_zero_point, w_q, bias_q, m0, shift, y_zero_point,
+                                      rounding="double")
+
+
+def requantize_round_half_even(acc, m0, shift, zero_point):
+    out = np.round(acc * (m0 * 2.0 ** (shift - 31))) + zero_point
+    return np.clip(out, -128, 127).astype(np.int8)
+
+
+@pytest.mark.parametrize("name, wrong, words", [
+    ("requantize", requantize_double, "you round twice"),
+    ("int8_linear", int8_linear_double, "you round twice"),
+    ("requantize", requantize_round_half_even, "np.round rounds .5 ties to even"),
+])
+def test_double_or_float_rounding_fails(name, wrong, words, capsys):
+    assert not checker(name)(wrong)
+    out = capsys.readouterr().out
+    assert out.startswith(f"✗ {name}: ") and f"hint: {words}" in out, out
+    assert checker(name)(REFERENCES[name])  # single rounding passes
+    assert capsys.readouterr().out.startswith(f"✓ {name}: ")
+
+
+def test_tie_cases_separate_single_from_double_rounding():
+    acc = np.array([3, -4, 11, -12], np.int32)
+    single = tl.integer.multiply_by_quantized_multiplier(acc, 2**30, -2, rounding="single")
+    double = tl.integer.multiply_by_quantized_multiplier(acc, 2**30, -2, rounding="double")
+    assert single.tolist() == [0, 0, 1, -1] and double.tolist() == [1, -1, 2, -2]
+    ties = tl.integer.multiply_by_quantized_multiplier(np.array([1, -3], np.int32), 2**30, 0,
+                                                       rounding="single")
+    assert ties.tolist() == [1, -1]
+    # the checker's own double rounding, written by hand, agrees with the library's
+    for m0, shift in [(2**30, -2), (1610612736, -6), (1717986918, -3), (2**30, 1)]:
+        accs = np.arange(-300, 301, 7, dtype=np.int32)
+        assert [checks._requant_double(int(a), m0, shift) for a in accs] == \
+            tl.integer.multiply_by_quantized_multiplier(accs, m0, shift, rounding="double").tolist()
+
+
+# ---- non-numbers, NaN, shapes, and who raised
+
+def test_numeric_string_is_refused(capsys):
+    assert not checks.check_qat_recovery(lambda f, p, q: "0.5")  # passed before: "0.5" == 0.5
+    out = capsys.readouterr().out
+    assert "    type: expected numbers, got text '0.5'\n" in out
+    assert "hint: return numbers" in out
+
+
+@pytest.mark.parametrize("answer, line", [(None, "type: expected numbers, got None"),
+                                          (True, "type: expected a number, got the boolean True")])
+def test_other_non_numbers_are_refused(answer, line, capsys):
+    assert not checks.check_qat_recovery(lambda f, p, q: answer)
+    assert f"    {line}\n" in capsys.readouterr().out
+
+
+def test_all_nan_is_reported_as_nan(capsys):
+    assert not checks.check_qat_recovery(lambda f, p, q: math.nan)
+    out = capsys.readouterr().out
+    assert "    NaN: got NaN where a number is expected (1 of 1 values)\n" in out
+    assert "max difference" not in out
+
+
+def test_missing_nan_is_reported(capsys):
+    assert not checks.check_qat_recovery(lambda f, p, q: (q - p) / (f - p) if f != p else 0.0)
+    out = capsys.readouterr().out
+    assert "    NaN: expected NaN, got a number (1 of 1 values)\n" in out
+
+
+def test_partly_nan_tuple_keeps_the_difference(capsys):
+    assert not checks.check_ema_range(lambda r, decay, init: (math.nan, init[1]))
+    out = capsys.readouterr().out
+    assert "NaN: got NaN where a number is expected (1 of 2 values)" in out
+    assert "max difference: 0.002" in out
+
+
+def test_wrong_shape_is_named(capsys):
+    assert not checks.check_int8_linear(lambda *a: int8_linear(*a).T)
+    out = capsys.readouterr().out
+    assert "    shape: expected (1, 2), got (2, 1)\n" in out and "max difference" not in out
+
+
+def test_wrong_tuple_length_is_named(capsys):
+    assert not checks.check_choose_qparams(lambda *a: (*tl.choose_qparams(*a), 0))
+    assert "    length: expected a tuple of 2 values, got 3\n" in capsys.readouterr().out
+
+
+def test_checker_errors_are_not_blamed_on_the_function(capsys):
+    # returns numpy where a tensor is needed: the checker cannot use it, the function did not raise
+    assert not checks.check_fake_quantize_ste(lambda x, *a: x.detach().numpy())
+    out = capsys.readouterr().out
+    assert "the check could not use your answer (TypeError" in out
+    assert "your function raised" not in out and "Traceback" not in out
+
+
+def test_what_the_learner_code_raises_is_blamed_on_it(capsys):
+    import torch
+
+    class BrokenBackward(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return torch.round(x)
+
+        @staticmethod
+        def backward(ctx, grad_output):
+            raise RuntimeError("oops in backward")
+
+    assert not checks.check_fake_quantize_ste(lambda x, *a: BrokenBackward.apply(x))
+    assert "your function raised RuntimeError: oops in backward" in capsys.readouterr().out
+
+    def broken_generator(x, n):
+        yield [x[:1].astype(np.float32)]
+        raise ValueError("oops in the generator")
+
+    assert not checks.check_representative_dataset(broken_generator)
+    assert "your function raised ValueError: oops in the generator" in capsys.readouterr().out
+
+
+def test_exact_check_of_an_array_answer_does_not_crash(capsys):
+    assert not checks.check_largest_scale(lambda rows: np.array([r["name"] for r in rows]))
+    out = capsys.readouterr().out
+    assert out.startswith("✗ largest_scale: ") and "Traceback" not in out
+
+
+# ---- hints follow what went wrong
+
+def fake_quantize_plain_round(x, scale, zero_point, quant_min, quant_max):
+    import torch
+
+    q = torch.clamp(torch.round(x / scale) + zero_point, quant_min, quant_max)
+    return (q - zero_point) * scale
+
+
+def fake_quantize_detached(x, scale, zero_point, quant_min, quant_max):
+    return fake_quantize_plain_round(x.detach(), scale, zero_point, quant_min, quant_max)
+
+
+@pytest.mark.parametrize("name, wrong, words", [
+    ("fake_quantize_ste", fake_quantize_plain_round, "torch.round has a zero gradient"),
+    ("fake_quantize_ste", fake_quantize_detached, "no gradient reached x"),
+    ("fake_quantize_ste", fake_quantize_no_mask, "also where the value was clamped"),
+    ("quantize", lambda x, s, z, qmin, qmax: np.clip(np.trunc(x / s) + z, qmin, qmax).astype(int),
+     "round before casting"),
+    ("quantize", lambda x, s, z, qmin, qmax: np.clip(np.floor(x / s + 0.5) + z, qmin, qmax)
+     .astype(int), "floor(v + 0.5) rounds every .5 up"),
+    ("quantize", lambda x, s, z, qmin, qmax: (np.round(x / s) + z).astype(np.int8)
+     if qmin < 0 else np.clip(np.round(x / s) + z, qmin, qmax).astype(int), "wrapped around"),
+])
+def test_hint_names_the_mistake(name, wrong, words, capsys):
+    assert not checker(name)(wrong)
+    out = capsys.readouterr().out
+    hint = out.split("  hint: ", 1)[1]
+    assert hint.count("\n") == 1 and words in hint, out

@@ -13,7 +13,7 @@ the library's own functions are checked by the same cases (see tests/test_checks
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,20 +21,28 @@ import numpy as np
 
 __all__ = [
     "Case", "CheckResult", "run_checks", "ClaimError", "expect",
+    # lesson 01: number formats
     "check_fp32_fields", "check_fp32_value", "check_fp16_below", "check_model_bytes",
+    # lesson 02: affine quantization
     "check_choose_qparams", "check_quantize", "check_dequantize", "check_sqnr_db",
     "check_symmetric_scales",
-    "check_quantize_multiplier", "check_requantize", "check_quantize_bias", "check_int8_linear",
-    "check_fold_batchnorm",
+    # lesson 03: granularity and calibration
     "check_per_channel_qparams", "check_percentile_observer", "check_groupwise_fake_quantize",
     "check_pack_int4", "check_unpack_int4",
-    "check_fuse_groups", "check_calibrate", "check_state_dict_bytes", "check_keep_float",
-    "check_latency_stats",
+    # lesson 04: integer inference
+    "check_quantize_multiplier", "check_requantize", "check_quantize_bias", "check_int8_linear",
+    "check_fold_batchnorm",
+    # lesson 05: fake quantization and QAT
     "check_fake_quantize_ste", "check_fake_quant_step", "check_qat_step", "check_lsq_scale_grad",
     "check_freeze_observers",
+    # lesson 06: PyTorch quantization
+    "check_fuse_groups", "check_calibrate", "check_state_dict_bytes", "check_keep_float",
+    "check_latency_stats",
+    # lesson 07: TFLite post-training
     "check_representative_dataset", "check_quantize_input", "check_dequantize_weight",
-    "check_largest_scale", "check_nudge", "check_fake_quant_min_max", "check_ema_range",
-    "check_qat_recovery",
+    "check_largest_scale",
+    # lesson 08: QAT with tfmot
+    "check_nudge", "check_fake_quant_min_max", "check_ema_range", "check_qat_recovery",
 ]
 
 
@@ -106,34 +114,192 @@ def _fmt(v: Any) -> str:
     return repr(v)
 
 
-def _as_values(v: Any) -> list[np.ndarray]:
-    """Flatten an answer (number, array or tuple of them) into a list of float64 arrays."""
-    parts = v if isinstance(v, tuple | list) and not _is_number_list(v) else (v,)
-    return [np.asarray(p, dtype=np.float64) for p in parts]
+# ---------------------------------------------------------------- who raised: learner or checker
+
+class _LearnerRaised(Exception):
+    """The learner's own code raised ``err``; anything else that raises is the checker's."""
+
+    def __init__(self, err: Exception):
+        super().__init__(err)
+        self.err = err
 
 
-def _is_number_list(v: Any) -> bool:
-    return isinstance(v, list) and all(isinstance(x, int | float) for x in v)
+def _learner(fn: Callable) -> Callable:
+    """``fn`` (the learner's code) wrapped so that what it raises is told apart from the
+    checker's own errors. ``NotImplementedError`` passes through: the exercise is unfinished."""
+    if getattr(fn, "_learner_call", False):
+        return fn
+
+    def call(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except NotImplementedError:
+            raise
+        except Exception as err:
+            raise _LearnerRaised(err) from err
+
+    call._learner_call = True  # type: ignore[attr-defined]
+    return call
 
 
-def _compare(expected: Any, actual: Any, rtol: float, atol: float) -> tuple[bool, float]:
-    """Whether ``actual`` matches ``expected`` (NaN equals NaN), and the largest difference."""
+def _wraps_learner(fn: Callable) -> Callable:
+    """Mark a checker-side wrapper that calls the learner's code through ``_learner`` itself,
+    so that ``run_checks`` blames the learner only for what those calls raise."""
+    fn._wraps_learner = True  # type: ignore[attr-defined]
+    return fn
+
+
+# ---------------------------------------------------------------- comparing numeric answers
+
+class _Wrong(Exception):
+    """The answer has the wrong kind or shape: ``line`` names the problem in one line."""
+
+    def __init__(self, kind: str, line: str):
+        super().__init__(line)
+        self.kind, self.line = kind, line
+
+
+def _type_name(v: Any) -> str:
+    if v is None:
+        return "None"
+    t = type(v)
+    return t.__name__ if t.__module__ == "builtins" else f"{t.__module__.split('.')[0]}.{t.__name__}"
+
+
+def _shape_text(shape: tuple) -> str:
+    return "a single number" if shape == () else str(shape)
+
+
+def _numbers(v: Any) -> np.ndarray:
+    """``v`` as an array of numbers; text, booleans, None and other objects are refused."""
+    if isinstance(v, str | bytes):
+        raise _Wrong("type", f"type: expected numbers, got text {v!r}")
+    if isinstance(v, bool | np.bool_):
+        raise _Wrong("type", f"type: expected a number, got the boolean {v!r}")
     try:
-        exp, act = _as_values(expected), _as_values(actual)
-    except (TypeError, ValueError):
-        return False, math.nan
-    if len(exp) != len(act) or any(e.shape != a.shape for e, a in zip(exp, act, strict=True)):
-        return False, math.nan
-    ok, worst = True, 0.0
-    for e, a in zip(exp, act, strict=True):
-        same = np.isclose(a, e, rtol=rtol, atol=atol, equal_nan=True)
-        same |= (e == a)  # inf == inf
-        ok &= bool(np.all(same))
-        finite = np.isfinite(e) & np.isfinite(a)
-        if np.any(finite):
-            worst = max(worst, float(np.max(np.abs(e[finite] - a[finite]))))
-    return ok, worst
+        arr = np.asarray(v)
+    except Exception:  # e.g. a tensor that requires grad
+        raise _Wrong("type", f"type: expected numbers, got {_type_name(v)}") from None
+    if arr.dtype.kind not in "iuf":
+        what = {"U": "text", "S": "text", "b": "booleans"}.get(arr.dtype.kind, _type_name(v))
+        if arr.dtype.kind == "O" and arr.ndim:
+            what = f"{_type_name(v)} holding non-numbers"
+        raise _Wrong("type", f"type: expected numbers, got {what}")
+    return arr
 
+
+def _pairs(expected: Any, actual: Any) -> list[tuple[Any, Any]]:
+    """Pair each part of the expected answer (a tuple is several parts) with the learner's."""
+    if not isinstance(expected, tuple):
+        return [(expected, actual)]
+    if isinstance(actual, str | bytes) or not isinstance(actual, tuple | list | np.ndarray) or (
+            isinstance(actual, np.ndarray) and actual.ndim == 0):
+        raise _Wrong("type", f"type: expected a tuple of {len(expected)} values, "
+                             f"got {_type_name(actual)}")
+    if len(actual) != len(expected):
+        raise _Wrong("shape", f"length: expected a tuple of {len(expected)} values, "
+                              f"got {len(actual)}")
+    return list(zip(expected, actual, strict=True))
+
+
+def _dtype_problem(spec: Any, value: Any) -> str | None:
+    """One line naming a wrong dtype (or Python type), or None when ``value`` fits ``spec``.
+
+    ``spec`` is a numpy dtype (``np.int8``), ``np.integer`` or ``np.floating`` for any of that
+    kind, or the Python types ``int`` and ``float`` for single numbers.
+    """
+    if spec is None:
+        return None
+    if spec is int:
+        if isinstance(value, int | np.integer) and not isinstance(value, bool):
+            return None
+        return f"type: expected an int, got {_type_name(value)}"
+    if spec is float:
+        if isinstance(value, float):  # np.float64 is a float; np.float32 and np.float16 are not
+            return None
+        return f"type: expected a Python float, got {_type_name(value)}"
+    got = getattr(value, "dtype", None)
+    if spec in (np.integer, np.floating):
+        got = np.asarray(value).dtype if got is None and isinstance(value, list) else got
+        if got is not None and np.issubdtype(got, spec):
+            return None
+        kind = "an integer" if spec is np.integer else "a floating-point"
+        return f"dtype: expected {kind} dtype, got {got if got is not None else _type_name(value)}"
+    if got == np.dtype(spec):
+        return None
+    return f"dtype: expected {np.dtype(spec)}, got {got if got is not None else _type_name(value)}"
+
+
+@dataclass
+class _Verdict:
+    """How a numeric answer compares: ``kind`` is "ok", "type", "shape", "values" or "dtype"."""
+
+    kind: str
+    lines: list[str] = field(default_factory=list)
+
+
+def _judge(expected: Any, actual: Any, rtol: float, atol: float, dtype: Any = None) -> _Verdict:
+    """Compare a numeric answer with the expected one (NaN equals NaN, inf equals inf).
+
+    Refuses non-numbers, names a wrong shape, counts NaN where a number belongs (and numbers
+    where NaN belongs), gives the largest difference, and checks ``dtype`` (one spec, or a tuple
+    of specs for a tuple answer; see ``_dtype_problem``).
+    """
+    try:
+        pairs = _pairs(expected, actual)
+        arrays = [(np.asarray(e, dtype=np.float64), _numbers(a)) for e, a in pairs]
+    except _Wrong as wrong:
+        return _Verdict(wrong.kind, [wrong.line])
+    for e, a in arrays:
+        if e.shape != a.shape:
+            return _Verdict("shape", [f"shape: expected {_shape_text(e.shape)}, "
+                                      f"got {_shape_text(a.shape)}"])
+    lines: list[str] = []
+    ok, worst, nan_got, nan_missed, total = True, -1.0, 0, 0, 0
+    with np.errstate(invalid="ignore", over="ignore"):
+        for e, a in arrays:
+            a = a.astype(np.float64)
+            same = np.isclose(a, e, rtol=rtol, atol=atol, equal_nan=True) | (e == a)
+            ok &= bool(np.all(same))
+            e_nan, a_nan = np.isnan(e), np.isnan(a)
+            nan_got += int(np.sum(a_nan & ~e_nan))
+            nan_missed += int(np.sum(e_nan & ~a_nan))
+            total += e.size
+            numbers = ~e_nan & ~a_nan
+            diff = np.where(e == a, 0.0, np.abs(e - a))[numbers]
+            if diff.size:
+                worst = max(worst, float(np.max(diff)))
+    if not ok:
+        if nan_got:
+            lines.append(f"NaN: got NaN where a number is expected ({nan_got} of {total} values)")
+        if nan_missed:
+            lines.append(f"NaN: expected NaN, got a number ({nan_missed} of {total} values)")
+        if worst > 0 or (worst == 0 and not lines):
+            lines.append(f"max difference: {worst:.6g}")
+    specs = dtype if isinstance(dtype, tuple) else (dtype,) * len(pairs)
+    dtype_lines = [p for (_, a), spec in zip(pairs, specs, strict=True)
+                   if (p := _dtype_problem(spec, a))]
+    lines += dtype_lines
+    return _Verdict("ok" if ok and not dtype_lines else "values" if not ok else "dtype", lines)
+
+
+def _equal(expected: Any, actual: Any) -> bool:
+    """``actual == expected`` as one bool; comparisons that are not a plain bool are False."""
+    try:
+        same = actual == expected
+        return isinstance(same, bool | np.bool_) and bool(same)
+    except Exception:
+        return False
+
+
+def _reproduces(wrong: Callable, rtol: float = 0.0, atol: float = 0.0) -> Callable[[Case, Any], bool]:
+    """A test for ``mistakes=``: the learner's answer equals what ``wrong(*case.args)`` gives."""
+    def test(case: Case, actual: Any) -> bool:
+        return _judge(wrong(*case.args), actual, rtol, atol).kind in ("ok", "dtype")
+    return test
+
+
+# ---------------------------------------------------------------- the runners
 
 def run_checks(
     name: str,
@@ -145,26 +311,34 @@ def run_checks(
     arg_names: Sequence[str] = (),
     describe: Callable[[Any], Any] | None = None,
     show: Callable[[tuple], str] | None = None,
+    dtype: Any = None,
+    mistakes: Sequence[tuple[Callable[[Case, Any], bool], str]] = (),
+    dtype_hint: str = "",
 ) -> CheckResult:
     """Run ``fn`` on every case, print a one-line summary or the first failure, return the result.
 
-    Answers are compared as numbers (``rtol``, ``atol``). For answers that are not numbers
-    (lists of names, settings, objects) pass ``describe``, which turns the learner's answer into
-    plain Python values compared with ``==``; ``show`` writes a case's input for the report.
+    Answers are compared as numbers (``rtol``, ``atol``): text and other non-numbers are refused,
+    a wrong shape is named, NaN is reported as NaN, and ``dtype`` (see ``_dtype_problem``) is
+    checked where the exercise names one. For answers that are not numbers (lists of names,
+    settings, objects) pass ``describe``, which turns the learner's answer into plain Python
+    values compared with ``==``; ``show`` writes a case's input for the report.
+
+    The hint follows what went wrong: the first ``mistakes`` entry ``(test, hint)`` whose
+    ``test(case, answer)`` holds, else the case's own hint, else ``hint``; a right answer in the
+    wrong dtype gets ``dtype_hint``. Only what ``fn`` itself raises is reported as raised by the
+    learner's function; a checker-side wrapper marked with ``_wraps_learner`` calls the learner's
+    code through ``_learner`` so that its own bookkeeping errors are not blamed on the learner.
     """
     result = CheckResult(name, 0, len(cases))
+    call = fn if getattr(fn, "_wraps_learner", False) else _learner(fn)
     first_failure: list[str] | None = None
     fmt = _fmt if describe is None else repr
     for case in cases:
-        shown = show(case.args) if show else ", ".join(
-            f"{n}={fmt(a)}" if n else fmt(a)
-            for n, a in zip(list(arg_names) + [""] * len(case.args), case.args, strict=False)
-        )
-        if len(shown) > 400:
-            shown = shown[:396] + " ..."
+        details: list[str] = []
+        kind = "ok"
         try:
             args = tuple(a.copy() if isinstance(a, np.ndarray) else a for a in case.args)
-            actual = fn(*args)
+            actual = call(*args)
             if describe is not None:
                 actual = describe(actual)
         except NotImplementedError:
@@ -173,25 +347,23 @@ def run_checks(
                             "line with your code, then run this cell again)"]
             print(result)
             return result
-        except Exception as err:  # the learner's bug: report it, no traceback
-            ok, diff, actual = False, math.nan, f"raised {type(err).__name__}: {err}"
+        except _LearnerRaised as raised:  # the learner's bug: report it, no traceback
+            err = raised.err
+            kind, actual = "raised", f"your function raised {type(err).__name__}: {err}"
+        except Exception as err:  # the checker could not use the answer: not the learner's raise
+            kind = "unreadable"
+            actual = f"the check could not use your answer ({type(err).__name__}: {err})"
         else:
             if describe is None:
-                ok, diff = _compare(case.expected, actual, rtol, atol)
-            else:
-                ok, diff = actual == case.expected, math.nan
-        if ok:
+                verdict = _judge(case.expected, actual, rtol, atol, dtype)
+                kind, details = verdict.kind, verdict.lines
+            elif not _equal(case.expected, actual):
+                kind = "values"
+        if kind == "ok":
             result.passed += 1
         elif first_failure is None:
-            first_failure = [
-                f"  first wrong case: {case.about}",
-                f"    input:    {shown}",
-                f"    expected: {fmt(case.expected)}",
-                f"    actual:   {actual if isinstance(actual, str) else fmt(actual)}",
-            ]
-            if not math.isnan(diff):
-                first_failure.append(f"    max difference: {diff:.6g}")
-            first_failure.append(f"  hint: {case.hint or hint}")
+            first_failure = _report(case, actual, kind, details, fmt, show, arg_names,
+                                    _pick_hint(case, actual, kind, hint, mistakes, dtype_hint))
     exact = "exact" if rtol == 0 and atol == 0 else f"within rtol={rtol:g}"
     if first_failure is None:
         result.lines = [f"✓ {name}: {result.passed}/{result.total} {exact}"]
@@ -199,6 +371,50 @@ def run_checks(
         result.lines = [f"✗ {name}: {result.passed}/{result.total} cases right", *first_failure]
     print(result)
     return result
+
+
+def _pick_hint(case: Case, actual: Any, kind: str, hint: str,
+               mistakes: Sequence[tuple[Callable[[Case, Any], bool], str]], dtype_hint: str) -> str:
+    """The hint for what went wrong in this case (see ``run_checks``)."""
+    if kind == "type":
+        return ("return numbers (an int, a float or a numpy array of them), not text or other "
+                "objects: the check compares values.")
+    if kind == "dtype":
+        return dtype_hint or "the values are right; convert the result to the dtype the exercise asks for."
+    if kind in ("values", "shape"):
+        for test, mistake_hint in mistakes:
+            try:
+                if test(case, actual):
+                    return mistake_hint
+            except Exception:  # a diagnosis that does not apply to this answer
+                continue
+    return case.hint or hint
+
+
+def _report(case: Case, actual: Any, kind: str, details: list[str], fmt: Callable[[Any], str],
+            show: Callable[[tuple], str] | None, arg_names: Sequence[str], hint: str) -> list[str]:
+    """The lines describing the first wrong case."""
+    shown = show(case.args) if show else ", ".join(
+        f"{n}={fmt(a)}" if n else fmt(a)
+        for n, a in zip(list(arg_names) + [""] * len(case.args), case.args, strict=False)
+    )
+    if len(shown) > 400:
+        shown = shown[:396] + " ..."
+    lines = [
+        f"  first wrong case: {case.about}",
+        f"    input:    {shown}",
+        f"    expected: {fmt(case.expected)}",
+        f"    actual:   {actual if kind in ('raised', 'unreadable') else fmt(actual)}",
+    ]
+    lines += [f"    {line}" for line in details]
+    lines.append(f"  hint: {hint}")
+    return lines
+
+
+def _run_exact(name: str, fn: Callable, cases: Sequence[Case], hint: str,
+               describe: Callable[[Any], Any] = lambda v: v, **kwargs) -> CheckResult:
+    """``run_checks`` for answers compared with ``==`` (names, settings, objects)."""
+    return run_checks(name, fn, cases, hint, describe=describe, **kwargs)
 
 
 # ---------------------------------------------------------------- lesson 01: number formats
@@ -239,7 +455,8 @@ def check_fp32_value(fn: Callable[[int, int, int], float]) -> CheckResult:
         Case((1, 255, 0), -math.inf, "exponent all ones, mantissa 0: infinity"),
     ]
     return run_checks("fp32_value", fn, cases, arg_names=["sign", "exponent", "mantissa"],
-                      rtol=1e-12, hint=(
+                      rtol=1e-12, dtype=float, dtype_hint=(
+        "the value is right; return it as a Python float (float(v)), as the exercise asks."), hint=(
         "normal numbers: (-1)**sign * 2**(exponent - 127) * (1 + mantissa / 2**23); "
         "exponent 0 means subnormal, exponent 255 means inf (mantissa 0) or NaN."))
 
@@ -258,7 +475,9 @@ def check_fp16_below(fn: Callable[[float], float]) -> CheckResult:
              "65504 is the largest finite fp16; a cast of 1e6 gives inf, which is not <= 1e6."),
         Case((1e-7,), 5.960464477539063e-08, "a tiny value: the smallest subnormal is below it"),
     ]
-    return run_checks("fp16_below", fn, cases, arg_names=["x"], hint=(
+    return run_checks("fp16_below", fn, cases, arg_names=["x"], dtype=float, dtype_hint=(
+        "the value is right; return float(h), not the np.float16 itself: arithmetic on an "
+        "np.float16 keeps rounding to fp16."), hint=(
         "cast to np.float16 (round to nearest), and if the result is above x step down one value "
         "with np.nextafter(h, np.float16(-np.inf))."))
 
@@ -276,7 +495,8 @@ def check_model_bytes(fn: Callable[[int, str], int]) -> CheckResult:
         Case((3_504_872, "fp32"), 14_019_488, "MobileNetV2's 3,504,872 parameters in float32"),
         Case((0, "int4"), 0, "no parameters, no bytes"),
     ]
-    return run_checks("model_bytes", fn, cases, arg_names=["n_params", "fmt"], hint=(
+    return run_checks("model_bytes", fn, cases, arg_names=["n_params", "fmt"], dtype=int,
+                      dtype_hint="a byte count is an int: use integer arithmetic (//), not /.", hint=(
         "bits per value: fp32 32, fp16 and bf16 16, fp8 and int8 8, int4 4; "
         "bytes = ceil(n_params * bits / 8)."))
 
@@ -299,8 +519,9 @@ def check_choose_qparams(fn: Callable[[float, float, int, int], tuple[float, int
              "max - min = 0 would give scale 0 and a division by zero: use max(scale, "
              "np.finfo(np.float32).eps)."),
     ]
-    return run_checks("choose_qparams", fn, cases, rtol=1e-6,
-                      arg_names=["min_val", "max_val", "quant_min", "quant_max"], hint=(
+    return run_checks("choose_qparams", fn, cases, rtol=1e-6, dtype=(None, int), dtype_hint=(
+        "the zero point is stored as an integer: return int(zero_point) (np.round returns a "
+        "float)."), arg_names=["min_val", "max_val", "quant_min", "quant_max"], hint=(
         "scale = (max_val - min_val) / (quant_max - quant_min) after widening the range to "
         "include 0; zero_point = quant_min - round(min_val / scale), clamped to the range."))
 
@@ -330,7 +551,26 @@ def check_quantize(fn: Callable[..., np.ndarray]) -> CheckResult:
         Case((a([-1.0, 2.54], np.float32), 0.02, 128, 0, 255), a([78, 255]),
              "uint8 with zero point 128"),
     ]
-    return run_checks("quantize", fn, cases,
+    def wrong(rounding, clamp=True, zero_point=True):
+        def answer(x, scale, zp, quant_min, quant_max):
+            q = rounding(x.astype(np.float64) / scale) + (zp if zero_point else 0)
+            return np.clip(q, quant_min, quant_max) if clamp else (q.astype(np.int64) + 128) % 256 - 128
+        return _reproduces(answer)
+
+    half_up = lambda v: np.floor(v + 0.5)  # noqa: E731
+    mistakes = [
+        (wrong(np.trunc), "round before casting: astype(int) and int() cut toward zero, so 2.9 "
+                          "becomes 2; use np.round(x / scale)."),
+        (wrong(half_up), "floor(v + 0.5) rounds every .5 up; np.round rounds .5 ties to even "
+                         "(0.5 -> 0, 1.5 -> 2, -0.5 -> 0), as PyTorch does."),
+        (wrong(np.round, clamp=False), "the value wrapped around instead of saturating: "
+                                       "np.clip(q, quant_min, quant_max) before any cast to int8."),
+        (wrong(np.round, zero_point=False), "add zero_point after rounding: "
+                                            "q = round(x / scale) + zero_point."),
+    ]
+    return run_checks("quantize", fn, cases, dtype=np.integer, mistakes=mistakes, dtype_hint=(
+        "the values are right, but q must be integers: finish with "
+        ".astype(np.int32) (np.round and np.clip keep floats)."),
                       arg_names=["x", "scale", "zero_point", "quant_min", "quant_max"], hint=(
         "q = clip(round(x / scale) + zero_point, quant_min, quant_max), rounding with np.round."))
 
@@ -349,7 +589,8 @@ def check_dequantize(fn: Callable[..., np.ndarray]) -> CheckResult:
              "uint8 input: 0 - 128 must not wrap to 128",
              "in uint8 arithmetic 0 - 128 wraps to 128: cast q to int32 before subtracting."),
     ]
-    return run_checks("dequantize", fn, cases, rtol=1e-6, atol=1e-7,
+    return run_checks("dequantize", fn, cases, rtol=1e-6, atol=1e-7, dtype=np.floating,
+                      dtype_hint="return floats: multiply by the scale after subtracting.",
                       arg_names=["q", "scale", "zero_point"], hint=(
         "x_hat = (q.astype(np.int32) - zero_point) * scale."))
 
@@ -394,121 +635,7 @@ def check_symmetric_scales(fn: Callable[[np.ndarray, int], np.ndarray]) -> Check
         "np.finfo(np.float32).eps; one scale per index along `axis`."))
 
 
-# ---------------------------------------------------------------- lesson 04: integer inference
-
-def _requant_single(acc: int, m0: int, shift: int) -> int:
-    """(acc * M0 + 2**(30 - shift)) >> (31 - shift) with Python's exact integers."""
-    return (acc * m0 + (1 << (30 - shift))) >> (31 - shift)
-
-
-def check_quantize_multiplier(fn: Callable[[float], tuple[int, int]]) -> CheckResult:
-    """``fn(real) -> (M0, shift)`` with ``real ~= M0 * 2**(shift - 31)``, M0 in [2**30, 2**31)."""
-    cases = [
-        Case((0.5,), (1073741824, 0), "0.5 = 0.5 * 2**0"),
-        Case((0.25,), (1073741824, -1), "0.25 = 0.5 * 2**-1"),
-        Case((0.75,), (1610612736, 0), "0.75 = 0.75 * 2**0"),
-        Case((1.0,), (1073741824, 1), "1.0 = 0.5 * 2**1: frexp's fraction is in [0.5, 1)"),
-        Case((0.1,), (1717986918, -3), "0.1 = 0.8 * 2**-3; 0.8 * 2**31 rounds to 1717986918"),
-        Case((1 - 1e-9,), (2147483646, 0), "just below 1"),
-        Case((2 - 1e-11,), (1073741824, 2), "rounding reaches 2**31: renormalize",
-             "if round(fraction * 2**31) == 2**31, halve it and add one to the shift."),
-        Case((0.0,), (0, 0), "zero", "a zero multiplier is (0, 0): frexp(0) has no exponent."),
-    ]
-    return run_checks("quantize_multiplier", fn, cases, arg_names=["real"], hint=(
-        "fraction, shift = math.frexp(real); M0 = round(fraction * 2**31) (half away from zero)."))
-
-
-def check_requantize(fn: Callable[..., np.ndarray]) -> CheckResult:
-    """``fn(acc, M0, shift, output_zero_point) -> int8``: single-rounding requantization, clamped."""
-    m01, s01 = 1717986918, -3  # 0.1
-    m3, s3 = 1610612736, -2  # 0.1875
-    cases = []
-    for accs, m0, shift, zp, about in [
-        ([1000, -1000, 0], m01, s01, 0, "M = 0.1, zero point 0"),
-        ([1000, -1000, 0], m01, s01, 5, "the zero point is added after the multiply"),
-        ([10, 11, -11], m3, s3, 0, "M = 0.1875: 1.875 and 2.0625 round to 2"),
-        ([5000, -5000], m01, s01, 0, "500 must clamp to 127, -500 to -128"),
-        ([1200, 1300], m01, s01, 10, "120 + 10 clamps at 127"),
-    ]:
-        expected = np.array([min(127, max(-128, _requant_single(a, m0, shift) + zp)) for a in accs])
-        hint = ("clamp to [-128, 127] after adding the zero point, then cast to int8."
-                if "clamp" in about else "")
-        cases.append(Case((np.array(accs, np.int32), m0, shift, zp), expected, about, hint))
-    return run_checks("requantize", fn, cases,
-                      arg_names=["acc", "quantized_multiplier", "shift", "output_zero_point"], hint=(
-        "in int64: (acc * M0 + 2**(30 - shift)) >> (31 - shift), then + output_zero_point, clamp."))
-
-
-def check_quantize_bias(fn: Callable[..., np.ndarray]) -> CheckResult:
-    """``fn(b, input_scale, weight_scale) -> int32 bias``: ``round(b / (S_x * S_w))``."""
-    a = np.array
-    cases = [
-        Case((a([0.5, -0.25]), 0.01, a([0.1, 0.05])), a([500, -500]), "per-channel weight scales"),
-        Case((a([0.3]), 0.02, a([0.1])), a([150]), "bias scale is S_x * S_w, not S_w alone",
-             "the accumulator counts units of S_x * S_w: divide by that product."),
-        Case((a([1.0, 2.0]), 0.5, 0.25), a([8, 16]), "one weight scale for all channels"),
-        Case((a([0.0, 1e-6]), 0.1, a([0.1, 0.1])), a([0, 0]), "zero and a tiny bias"),
-        Case((a([123.456]), 1e-3, a([1e-3])), a([123456000]), "a large bias still fits in int32",
-             "int32 holds +-2.1e9: store the bias as int32, not int8."),
-        Case((a([-0.0371]), 0.01, a([0.1])), a([-37]), "negative values round to nearest"),
-    ]
-    return run_checks("quantize_bias", fn, cases,
-                      arg_names=["b", "input_scale", "weight_scale"], hint=(
-        "q_b = np.round(b / (input_scale * weight_scale)).astype(np.int32)."))
-
-
-def check_int8_linear(fn: Callable[..., np.ndarray]) -> CheckResult:
-    """``fn(x_q, x_zero_point, w_q, bias_q, M0, shift, y_zero_point) -> int8`` (batch, out)."""
-    rng = np.random.default_rng(44)
-    cases = []
-    specs = [
-        ([[10, -3]], -3, [[2, 1], [0, -1]], [5, 0], (1073741824, 0), 1, "a 2x2 layer, M = 0.5"),
-        ([[-128, -128, -128]], -128, [[127, 127, 127]], [0], (1073741824, 0), 0,
-         "inputs at their zero point are real 0"),
-        (rng.integers(-128, 128, (3, 16)).tolist(), 7, rng.integers(-127, 128, (4, 16)).tolist(),
-         rng.integers(-500, 500, 4).tolist(), (1717986918, -8), -20, "random 3x16 to 4"),
-        (rng.integers(-128, 128, (2, 32)).tolist(), -128, rng.integers(-127, 128, (5, 32)).tolist(),
-         [0] * 5, (1610612736, -6), 0, "asymmetric input with zero point -128",
-         ),
-    ]
-    for x, zx, w, b, (m0, shift), zy, about in specs:
-        expected = np.array([[min(127, max(-128, _requant_single(
-            sum(wi * (xi - zx) for xi, wi in zip(row, wrow, strict=True)) + bj, m0, shift) + zy))
-            for wrow, bj in zip(w, b, strict=True)] for row in x])
-        cases.append(Case((np.array(x, np.int8), zx, np.array(w, np.int8), np.array(b, np.int32),
-                           m0, shift, zy), expected, about,
-                          "subtract the input zero point in int32 before multiplying: int8 "
-                          "arithmetic wraps." if "zero point -128" in about else ""))
-    return run_checks("int8_linear", fn, cases, arg_names=[
-        "x_q", "x_zero_point", "w_q", "bias_q", "quantized_multiplier", "shift", "y_zero_point"],
-        hint="acc = (x_q - Z_x) @ w_q.T + bias_q in int64, then requantize as in the exercise above.")
-
-
-def check_fold_batchnorm(fn: Callable[..., tuple[np.ndarray, np.ndarray]]) -> CheckResult:
-    """``fn(w, b, gamma, beta, mean, var, eps) -> (w_folded, b_folded)``, channels on axis 0."""
-    a = np.array
-    w = np.arange(6, dtype=np.float64).reshape(2, 3)
-    cases = [
-        Case((w, a([0.0, 0.0]), a([1.0, 1.0]), a([0.0, 0.0]), a([0.0, 0.0]), a([1.0, 1.0]), 0.0),
-             (w, a([0.0, 0.0])), "identity BatchNorm changes nothing"),
-        Case((w, a([1.0, -1.0]), a([2.0, 0.5]), a([0.0, 0.0]), a([0.0, 0.0]), a([1.0, 1.0]), 0.0),
-             (w * a([[2.0], [0.5]]), a([2.0, -0.5])), "gamma scales weights and bias per channel"),
-        Case((w, a([0.0, 0.0]), a([1.0, 1.0]), a([3.0, -1.0]), a([1.0, 2.0]), a([1.0, 1.0]), 0.0),
-             (w, a([2.0, -3.0])), "the mean is subtracted before beta is added",
-             "b_folded = (b - mean) * g + beta, with g = gamma / sqrt(var + eps)."),
-        Case((w, a([0.0, 0.0]), a([1.0, 1.0]), a([0.0, 0.0]), a([0.0, 0.0]), a([4.0, 0.25]), 0.0),
-             (w * a([[0.5], [2.0]]), a([0.0, 0.0])), "divide by the standard deviation, not the variance",
-             "g = gamma / sqrt(var + eps): take the square root of the variance."),
-        Case((w, a([0.0, 0.0]), a([1.0, 1.0]), a([0.0, 0.0]), a([0.0, 0.0]), a([0.0, 0.0]), 1.0),
-             (w, a([0.0, 0.0])), "eps goes under the square root"),
-    ]
-    return run_checks("fold_batchnorm", fn, cases, rtol=1e-9, atol=1e-12,
-                      arg_names=["w", "b", "gamma", "beta", "mean", "var", "eps"], hint=(
-        "g = gamma / sqrt(var + eps) per output channel; w_folded = w * g[:, None]; "
-        "b_folded = (b - mean) * g + beta."))
-
-
-# ---- lesson 03: granularity and calibration
+# ---------------------------------------------------------------- lesson 03: granularity and calibration
 
 def check_per_channel_qparams(fn: Callable[..., tuple[np.ndarray, np.ndarray]]) -> CheckResult:
     """``fn(w, axis, quant_min, quant_max) -> (scales, zero_points)``: asymmetric min-max per channel."""
@@ -553,12 +680,14 @@ def check_percentile_observer(cls: Callable[[float], Any]) -> CheckResult:
     """``cls(percentile)`` with ``observe(x)`` and ``clipping_range() -> (min_val, max_val)``."""
     a = np.array
 
+    learner = _learner(lambda f, *args: f(*args))  # every call into the learner's class
+
+    @_wraps_learner
     def run(batches, percentile):
-        obs = cls(percentile)
+        obs = learner(cls, percentile)
         for b in batches:
-            obs.observe(b.copy())
-        lo, hi = obs.clipping_range()
-        return float(lo), float(hi)
+            learner(obs.observe, b.copy())
+        return learner(obs.clipping_range)
 
     ramp = np.arange(101, dtype=np.float32)
     rng = np.random.default_rng(3)
@@ -646,7 +775,8 @@ def check_pack_int4(fn: Callable[[np.ndarray], np.ndarray]) -> CheckResult:
         Case((np.arange(-8, 8, dtype=np.int8),),
              a([0x98, 0xBA, 0xDC, 0xFE, 0x10, 0x32, 0x54, 0x76]), "every int4 value once"),
     ]
-    return run_checks("pack_int4", fn, cases, arg_names=["q"], hint=(
+    return run_checks("pack_int4", fn, cases, arg_names=["q"], dtype=np.uint8, dtype_hint=(
+        "the bytes are right; store them as bytes: .astype(np.uint8) at the end."), hint=(
         "v = q.astype(np.int32) & 0xF, padded to an even length; "
         "packed = (v[0::2] | (v[1::2] << 4)).astype(np.uint8)."))
 
@@ -669,18 +799,449 @@ def check_unpack_int4(fn: Callable[[np.ndarray, int], np.ndarray]) -> CheckResul
         Case((a([0x98, 0xBA, 0xDC, 0xFE, 0x10, 0x32, 0x54, 0x76], u8), 16),
              np.arange(-8, 8), "every int4 value once"),
     ]
-    return run_checks("unpack_int4", fn, cases, arg_names=["packed", "n"], hint=(
+    return run_checks("unpack_int4", fn, cases, arg_names=["packed", "n"], dtype=np.integer,
+                      dtype_hint="return integers: .astype(np.int8).", hint=(
         "v = np.stack([packed & 0xF, packed >> 4], axis=1).ravel().astype(np.int8)[:n]; "
         "return (v ^ 8) - 8."))
 
 
+# ---------------------------------------------------------------- lesson 04: integer inference
+
+def _requant_single(acc: int, m0: int, shift: int) -> int:
+    """(acc * M0 + 2**(30 - shift)) >> (31 - shift) with Python's exact integers."""
+    return (acc * m0 + (1 << (30 - shift))) >> (31 - shift)
+
+
+def check_quantize_multiplier(fn: Callable[[float], tuple[int, int]]) -> CheckResult:
+    """``fn(real) -> (M0, shift)`` with ``real ~= M0 * 2**(shift - 31)``, M0 in [2**30, 2**31)."""
+    cases = [
+        Case((0.5,), (1073741824, 0), "0.5 = 0.5 * 2**0"),
+        Case((0.25,), (1073741824, -1), "0.25 = 0.5 * 2**-1"),
+        Case((0.75,), (1610612736, 0), "0.75 = 0.75 * 2**0"),
+        Case((1.0,), (1073741824, 1), "1.0 = 0.5 * 2**1: frexp's fraction is in [0.5, 1)"),
+        Case((0.1,), (1717986918, -3), "0.1 = 0.8 * 2**-3; 0.8 * 2**31 rounds to 1717986918"),
+        Case((1 - 1e-9,), (2147483646, 0), "just below 1"),
+        Case((2 - 1e-11,), (1073741824, 2), "rounding reaches 2**31: renormalize",
+             "if round(fraction * 2**31) == 2**31, halve it and add one to the shift."),
+        Case((0.0,), (0, 0), "zero", "a zero multiplier is (0, 0): frexp(0) has no exponent."),
+    ]
+    return run_checks("quantize_multiplier", fn, cases, arg_names=["real"], hint=(
+        "fraction, shift = math.frexp(real); M0 = round(fraction * 2**31) (half away from zero)."))
+
+
+def _requant_double(acc: int, m0: int, shift: int) -> int:
+    """gemmlowp's two roundings (a rounding doubling high multiply, then a rounding right shift),
+    written out with Python's exact integers: the answer of a learner who rounds twice."""
+    product = acc * (1 << max(shift, 0)) * m0
+    nudged = product + ((1 << 30) if product >= 0 else 1 - (1 << 30))
+    high = abs(nudged) // (1 << 31) * (1 if nudged >= 0 else -1)  # C division truncates
+    right = max(-shift, 0)
+    mask = (1 << right) - 1
+    threshold = (mask >> 1) + (1 if high < 0 else 0)
+    return (high >> right) + (1 if (high & mask) > threshold else 0)
+
+
+def _clamp8(v: int) -> int:
+    return min(127, max(-128, v))
+
+
+def _linear_accs(x, zx, w, b) -> list[list[int]]:
+    """sum_k w[j][k] * (x[i][k] - zx) + b[j] for every sample i and output j, exactly."""
+    return [[sum(wi * (xi - zx) for xi, wi in zip(row, wrow, strict=True)) + bj
+             for wrow, bj in zip(w, b, strict=True)] for row in x]
+
+
+_SINGLE_ROUNDING = "(acc * M0 + 2**(30 - shift)) >> (31 - shift) in int64"
+
+
+def _requant_mistakes(accs: Callable[..., np.ndarray], m0_shift_zp: Callable[..., tuple]):
+    """Wrong requantizations to recognize, for ``mistakes=``: double rounding, float rounding.
+
+    ``accs(*args)`` gives a case's exact accumulators and ``m0_shift_zp(*args)`` its
+    (M0, shift, output zero point)."""
+    def answer(rounding):
+        def wrong(*args):
+            m0, shift, zp = m0_shift_zp(*args)
+            return np.vectorize(lambda a: _clamp8(rounding(int(a), m0, shift) + zp))(accs(*args))
+        return _reproduces(wrong)
+
+    def half_even(a, m0, shift):
+        return int(np.round(a * m0 * 2.0 ** (shift - 31)))
+
+    def half_away(a, m0, shift):
+        v = a * m0 * 2.0 ** (shift - 31)
+        return int(math.copysign(math.floor(abs(v) + 0.5), v))
+
+    return [
+        (answer(_requant_double), "you round twice (a rounding high multiply, then a rounding "
+         "shift, as TFLite's default build does): the exercise asks for ONE rounding, "
+         f"{_SINGLE_ROUNDING}."),
+        (answer(half_even), "np.round rounds .5 ties to even; the integer formula adds "
+         "2**(30 - shift) before the shift, so a tie rounds up (toward +inf): -1.5 -> -1, 2.5 -> 3. "
+         f"Compute {_SINGLE_ROUNDING}."),
+        (answer(half_away), "rounding half away from zero turns -1.5 into -2; the integer formula "
+         f"rounds ties up (toward +inf): -1.5 -> -1. Compute {_SINGLE_ROUNDING}."),
+    ]
+
+
+def check_requantize(fn: Callable[..., np.ndarray]) -> CheckResult:
+    """``fn(acc, M0, shift, output_zero_point) -> int8``: single-rounding requantization, clamped."""
+    m01, s01 = 1717986918, -3  # 0.1
+    m3, s3 = 1610612736, -2  # 0.1875
+    half = 1 << 30  # M0 of 0.5 * 2**shift
+    cases = []
+    for accs, m0, shift, zp, about in [
+        ([1000, -1000, 0], m01, s01, 0, "M = 0.1, zero point 0"),
+        ([1000, -1000, 0], m01, s01, 5, "the zero point is added after the multiply"),
+        ([10, 11, -11], m3, s3, 0, "M = 0.1875: 1.875 and 2.0625 round to 2"),
+        ([5000, -5000], m01, s01, 0, "500 must clamp to 127, -500 to -128"),
+        ([1200, 1300], m01, s01, 10, "120 + 10 clamps at 127"),
+        ([1, -3, 5, -5], half, 0, 0, "M = 0.5: ties 0.5, -1.5, 2.5, -2.5 round up (toward +inf)"),
+        ([3, -4, 11, -12], half, -2, 0,
+         "M = 0.125: 0.375, -0.5, 1.375, -1.5 with ONE rounding give 0, 0, 1, -1"),
+    ]:
+        expected = np.array([_clamp8(_requant_single(a, m0, shift) + zp) for a in accs])
+        hint = ("clamp to [-128, 127] after adding the zero point, then cast to int8."
+                if "clamp" in about else "")
+        cases.append(Case((np.array(accs, np.int32), m0, shift, zp), expected, about, hint))
+    mistakes = _requant_mistakes(lambda acc, *_: np.asarray(acc, np.int64).tolist(),
+                                 lambda acc, m0, shift, zp: (m0, shift, zp))
+    return run_checks("requantize", fn, cases, dtype=np.int8, mistakes=mistakes, dtype_hint=(
+        "the values are right; return np.int8 as the exercise asks: np.clip(...).astype(np.int8) "
+        "(int64 arithmetic keeps int64)."),
+                      arg_names=["acc", "quantized_multiplier", "shift", "output_zero_point"], hint=(
+        f"{_SINGLE_ROUNDING}, then + output_zero_point, clamp to [-128, 127], cast to int8."))
+
+
+def check_quantize_bias(fn: Callable[..., np.ndarray]) -> CheckResult:
+    """``fn(b, input_scale, weight_scale) -> int32 bias``: ``round(b / (S_x * S_w))``."""
+    a = np.array
+    cases = [
+        Case((a([0.5, -0.25]), 0.01, a([0.1, 0.05])), a([500, -500]), "per-channel weight scales"),
+        Case((a([0.3]), 0.02, a([0.1])), a([150]), "bias scale is S_x * S_w, not S_w alone",
+             "the accumulator counts units of S_x * S_w: divide by that product."),
+        Case((a([1.0, 2.0]), 0.5, 0.25), a([8, 16]), "one weight scale for all channels"),
+        Case((a([0.0, 1e-6]), 0.1, a([0.1, 0.1])), a([0, 0]), "zero and a tiny bias"),
+        Case((a([123.456]), 1e-3, a([1e-3])), a([123456000]), "a large bias still fits in int32",
+             "int32 holds +-2.1e9: store the bias as int32, not int8."),
+        Case((a([-0.0371]), 0.01, a([0.1])), a([-37]), "negative values round to nearest"),
+    ]
+    return run_checks("quantize_bias", fn, cases, dtype=np.int32, dtype_hint=(
+        "the values are right; the bias is stored as int32: finish with .astype(np.int32) "
+        "(np.round keeps floats)."),
+                      arg_names=["b", "input_scale", "weight_scale"], hint=(
+        "q_b = np.round(b / (input_scale * weight_scale)).astype(np.int32)."))
+
+
+def check_int8_linear(fn: Callable[..., np.ndarray]) -> CheckResult:
+    """``fn(x_q, x_zero_point, w_q, bias_q, M0, shift, y_zero_point) -> int8`` (batch, out)."""
+    rng = np.random.default_rng(44)
+    cases = []
+    specs = [
+        ([[10, -3]], -3, [[2, 1], [0, -1]], [5, 0], (1073741824, 0), 1, "a 2x2 layer, M = 0.5"),
+        ([[-128, -128, -128]], -128, [[127, 127, 127]], [0], (1073741824, 0), 0,
+         "inputs at their zero point are real 0"),
+        (rng.integers(-128, 128, (3, 16)).tolist(), 7, rng.integers(-127, 128, (4, 16)).tolist(),
+         rng.integers(-500, 500, 4).tolist(), (1717986918, -8), -20, "random 3x16 to 4"),
+        (rng.integers(-128, 128, (2, 32)).tolist(), -128, rng.integers(-127, 128, (5, 32)).tolist(),
+         [0] * 5, (1610612736, -6), 0, "asymmetric input with zero point -128",
+         ),
+        ([[1], [-3], [5], [-5]], 0, [[1]], [0], (1 << 30, 0), 0,
+         "accumulators 1, -3, 5, -5 times M = 0.5 are ties: they round up (toward +inf)"),
+        ([[0, 1], [-3, -3], [4, 5], [-7, -7]], -1, [[1, 1]], [0], (1 << 30, -2), 0,
+         "accumulators 3, -4, 11, -12 times M = 0.125: ONE rounding gives 0, 0, 1, -1"),
+    ]
+    for x, zx, w, b, (m0, shift), zy, about in specs:
+        expected = np.array([[_clamp8(_requant_single(acc, m0, shift) + zy) for acc in row]
+                             for row in _linear_accs(x, zx, w, b)])
+        cases.append(Case((np.array(x, np.int8), zx, np.array(w, np.int8), np.array(b, np.int32),
+                           m0, shift, zy), expected, about,
+                          "subtract the input zero point in int32 before multiplying: int8 "
+                          "arithmetic wraps." if "zero point -128" in about else ""))
+    mistakes = _requant_mistakes(
+        lambda x, zx, w, b, *_: np.array(_linear_accs(x.tolist(), zx, w.tolist(), b.tolist())),
+        lambda x, zx, w, b, m0, shift, zy: (m0, shift, zy))
+    return run_checks("int8_linear", fn, cases, dtype=np.int8, mistakes=mistakes, dtype_hint=(
+        "the values are right; return np.int8 as the exercise asks: np.clip(...).astype(np.int8)."),
+        arg_names=["x_q", "x_zero_point", "w_q", "bias_q", "quantized_multiplier", "shift",
+                   "y_zero_point"],
+        hint="acc = (x_q - Z_x) @ w_q.T + bias_q in int64, then requantize as in the exercise above.")
+
+
+def check_fold_batchnorm(fn: Callable[..., tuple[np.ndarray, np.ndarray]]) -> CheckResult:
+    """``fn(w, b, gamma, beta, mean, var, eps) -> (w_folded, b_folded)``, channels on axis 0."""
+    a = np.array
+    w = np.arange(6, dtype=np.float64).reshape(2, 3)
+    cases = [
+        Case((w, a([0.0, 0.0]), a([1.0, 1.0]), a([0.0, 0.0]), a([0.0, 0.0]), a([1.0, 1.0]), 0.0),
+             (w, a([0.0, 0.0])), "identity BatchNorm changes nothing"),
+        Case((w, a([1.0, -1.0]), a([2.0, 0.5]), a([0.0, 0.0]), a([0.0, 0.0]), a([1.0, 1.0]), 0.0),
+             (w * a([[2.0], [0.5]]), a([2.0, -0.5])), "gamma scales weights and bias per channel"),
+        Case((w, a([0.0, 0.0]), a([1.0, 1.0]), a([3.0, -1.0]), a([1.0, 2.0]), a([1.0, 1.0]), 0.0),
+             (w, a([2.0, -3.0])), "the mean is subtracted before beta is added",
+             "b_folded = (b - mean) * g + beta, with g = gamma / sqrt(var + eps)."),
+        Case((w, a([0.0, 0.0]), a([1.0, 1.0]), a([0.0, 0.0]), a([0.0, 0.0]), a([4.0, 0.25]), 0.0),
+             (w * a([[0.5], [2.0]]), a([0.0, 0.0])), "divide by the standard deviation, not the variance",
+             "g = gamma / sqrt(var + eps): take the square root of the variance."),
+        Case((w, a([0.0, 0.0]), a([1.0, 1.0]), a([0.0, 0.0]), a([0.0, 0.0]), a([0.0, 0.0]), 1.0),
+             (w, a([0.0, 0.0])), "eps goes under the square root"),
+    ]
+    return run_checks("fold_batchnorm", fn, cases, rtol=1e-9, atol=1e-12,
+                      arg_names=["w", "b", "gamma", "beta", "mean", "var", "eps"], hint=(
+        "g = gamma / sqrt(var + eps) per output channel; w_folded = w * g[:, None]; "
+        "b_folded = (b - mean) * g + beta."))
+
+
+# ---------------------------------------------------------------- lesson 05: fake quantization and QAT
+
+def check_fake_quantize_ste(fn: Callable[..., Any]) -> CheckResult:
+    """``fn(x, scale, zero_point, quant_min, quant_max) -> x_hat``: a torch fake-quant op whose
+    gradient is the straight-through estimator (1 where the rounded value is in range, else 0).
+
+    The check runs ``fn`` on a float32 tensor that requires grad, back-propagates ones, and
+    compares ``(x_hat, x.grad)``.
+    """
+    import torch  # only this lesson's checkers need torch
+
+    learner = _learner(fn)
+
+    @_wraps_learner
+    def forward_and_grad(x, scale, zero_point, quant_min, quant_max):
+        t = torch.tensor(x, dtype=torch.float32, requires_grad=True)
+        y = learner(t, scale, zero_point, quant_min, quant_max)
+        if not isinstance(y, torch.Tensor):
+            raise TypeError(f"return a torch tensor, not {type(y).__name__}")
+        if y.requires_grad:
+            _learner(y.backward)(torch.ones_like(y))  # runs the learner's backward
+        grad = t.grad.numpy() if t.grad is not None else np.full(t.shape, np.nan, np.float32)
+        return y.detach().numpy(), grad
+
+    def forward_right_and_grad(test):
+        def diagnose(case, actual):
+            (x_hat, grad), (want_x_hat, want_grad) = actual, case.expected
+            want_grad = np.asarray(want_grad)
+            return (_judge(want_x_hat, x_hat, 1e-6, 1e-7).kind == "ok"
+                    and bool(test(np.asarray(grad, np.float64), want_grad)))
+        return diagnose
+
+    mistakes = [
+        (forward_right_and_grad(lambda g, want: np.all(np.isnan(g))),
+         "the values are right but no gradient reached x (shown as nan): the graph was cut "
+         "(.detach(), .item() or numpy inside). Write a torch.autograd.Function whose backward "
+         "returns grad_output times the in-range mask."),
+        (forward_right_and_grad(lambda g, want: np.all(g == 0) and np.any(want != 0)),
+         "the values are right but the gradient is 0 everywhere: torch.round has a zero gradient. "
+         "Use the straight-through estimator: a torch.autograd.Function whose backward returns "
+         "grad_output times the in-range mask (so 1 wherever the value was not clamped)."),
+        (forward_right_and_grad(lambda g, want: np.all(g == 1) and np.any(want == 0)),
+         "the gradient is 1 everywhere, also where the value was clamped: there the output does "
+         "not move with x, so multiply grad_output by the mask quant_min <= q <= quant_max."),
+    ]
+    cases = [
+        Case(([-1.0, 0.26, 0.74, 3.0], 0.5, 0, -2, 3),
+             ([-1.0, 0.5, 0.5, 1.5], [1.0, 1.0, 1.0, 0.0]),
+             "3.0 is clamped: its gradient is 0, the others pass",
+             "where the value was clamped the output does not move with x: gradient 0 there."),
+        Case(([0.25, 0.75, -0.25, 1.25], 0.5, 0, -8, 7), ([0.0, 1.0, 0.0, 1.0], [1.0] * 4),
+             ".5 ties round to even, as torch.round",
+             "torch.round rounds half to even; floor(v + 0.5) rounds 0.5 up."),
+        Case(([0.0, 1.0, -0.1], 0.1, 10, 0, 255), ([0.0, 1.0, -0.1], [1.0, 1.0, 1.0]),
+             "uint8 with zero point 10: 0.0 stays exact"),
+        Case(([-5.0, 5.0, 0.3], 1.0, 0, -2, 1), ([-2.0, 1.0, 0.0], [0.0, 0.0, 1.0]),
+             "both ends clamped"),
+        Case(([1.0, 1.4, 1.6, -2.4, -2.6], 1.0, 0, -2, 1),
+             ([1.0, 1.0, 1.0, -2.0, -2.0], [1.0, 1.0, 0.0, 1.0, 0.0]),
+             "the mask looks at the rounded value: 1.4 rounds to 1, inside the range",
+             "compute the mask from q = round(x / scale) + zero_point, not from x / scale: "
+             "1.4 rounds to 1 <= quant_max, so its gradient is 1, as in PyTorch."),
+        Case(([-0.6, -0.7, 2.4, 2.5], 0.2, 3, 0, 15),
+             ([-0.6, -0.6, 2.4, 2.4], [1.0, 0.0, 1.0, 1.0]),
+             "uint4 with zero point 3: -3.5 rounds to -4, below the range; 12.5 to 12, inside",
+             "add the zero point before clamping and before the mask: q = round(x / s) + zp."),
+        Case(([0.0, 0.01, -0.01], 0.02, -128, -128, 127), ([0.0, 0.0, 0.0], [1.0, 1.0, 1.0]),
+             "zero point at quant_min: +-0.5 steps round to the zero point, still inside"),
+    ]
+    return run_checks("fake_quantize_ste", forward_and_grad, cases, rtol=1e-6, atol=1e-7,
+                      mistakes=mistakes,
+                      arg_names=["x", "scale", "zero_point", "quant_min", "quant_max"], hint=(
+        "forward: (clamp(round(x / scale) + zero_point, quant_min, quant_max) - zero_point) * "
+        "scale; backward: grad_output where quant_min <= round(x / scale) + zero_point <= "
+        "quant_max, else 0 (save that mask in forward with ctx.save_for_backward)."))
+
+
+def check_fake_quant_step(fn: Callable[..., tuple]) -> CheckResult:
+    """``fn(x, min_val, max_val, averaging_constant, quant_min, quant_max) -> (x_hat, min, max)``:
+    one forward step of a FakeQuantize with a moving-average min-max observer (asymmetric)."""
+    eps = float(np.finfo(np.float32).eps)
+    a = np.array
+    cases = [
+        Case((a([-1.0, 0.0, 2.0], np.float32), None, None, 0.5, -8, 7),
+             ([-1.0, 0.0, 2.0], -1.0, 2.0), "the first batch sets the range",
+             "when min_val is None (nothing observed yet) take the batch's min and max as they are."),
+        Case((a([-3.0, 0.0, 6.0], np.float32), -1.0, 2.0, 0.5, -8, 7), ([-2.0, 0.0, 4.0], -2.0, 4.0),
+             "a later batch moves the range halfway (c = 0.5): -3 and 6 are clamped",
+             "new_min = min_val + c * (batch_min - min_val): the batch's own range is not used "
+             "directly."),
+        Case((a([1.0, 3.0], np.float32), None, None, 0.01, 0, 255), ([1.0, 3.0], 1.0, 3.0),
+             "all positive: the qparams widen the range to include 0, the observer keeps [1, 3]",
+             "widen to include 0 only for the scale and zero point (lo = min(min, 0)); return "
+             "the observer's own min and max."),
+        Case((a([-4.0, 0.5, 6.0], np.float32), -1.0, 1.0, 0.01, -128, 127),
+             ([-1.0277647, 0.49756858, 1.0522352], -1.03, 1.05),
+             "PyTorch's default c = 0.01: one extreme batch barely moves the range"),
+        Case((a([0.0, 0.0], np.float32), None, None, 0.01, -8, 7), ([0.0, 0.0], 0.0, 0.0),
+             "an all-zero batch: the scale is floored at eps",
+             f"scale = max((hi - lo) / (quant_max - quant_min), {eps}) avoids dividing by 0."),
+        Case((a([-0.5, 0.26, 1.0], np.float32), -1.0, 1.0, 0.5, 0, 3),
+             ([-0.5833333, 0.0, 1.1666666], -0.75, 1.0),
+             "2 bits unsigned over [-0.75, 1]: scale 1.75 / 3, zero point 1"),
+    ]
+    return run_checks("fake_quant_step", fn, cases, rtol=1e-5, atol=1e-6,
+                      arg_names=["x", "min_val", "max_val", "averaging_constant", "quant_min",
+                                 "quant_max"], hint=(
+        "1) update min/max (first batch: take them; later: move a fraction c towards the batch's); "
+        "2) lo, hi = min(min, 0), max(max, 0); scale = (hi - lo) / (quant_max - quant_min); "
+        "zero_point = quant_min - round(lo / scale), clamped; 3) fake-quantize x with them."))
+
+
+def check_qat_step(fn: Callable[..., np.ndarray]) -> CheckResult:
+    """``fn(w, x, y, scale, lr) -> new_w``: one SGD step of QAT on ``pred = x @ fq(w).T`` with the
+    mean squared error, ``fq`` symmetric 4-bit narrow range ``[-7, 7]`` with the given scale."""
+    a = np.array
+    f = np.float32
+    cases = [
+        Case((a([[0.3, -0.2]], f), a([[1.0, 2.0]], f), a([[0.5]], f), 0.25, 0.1), a([[0.45, 0.1]]),
+             "one weight row: fq(w) = [0.25, -0.25], the step updates the float w",
+             "update the float (shadow) weights w, not their quantized copy fq(w): "
+             "new_w = w - lr * grad."),
+        Case((a([[2.0, 0.1]], f), a([[1.0, 1.0]], f), a([[1.0]], f), 0.25, 0.1), a([[2.0, -0.05]]),
+             "2.0 / 0.25 = 8 is clamped to 7: that weight gets no gradient",
+             "the STE passes the gradient only where round(w / scale) lies in [-7, 7]."),
+        Case((a([[0.5, -0.5], [0.1, 0.9]], f), a([[1.0, 0.0], [0.5, -1.0]], f),
+              a([[0.0, 1.0], [1.0, 0.0]], f), 0.1, 0.5), a([[0.40625, -0.5625], [0.40625, 0.9]]),
+             "two samples, two outputs: the loss is the mean over all 4 elements",
+             "loss = mean((x @ fq(w).T - y) ** 2) over every element, so grad = 2 * (pred - y) / "
+             "pred.size, then @ x."),
+        Case((a([[0.3, -0.2]], f), a([[1.0, 2.0]], f), a([[-0.25]], f), 0.25, 0.1), a([[0.3, -0.2]]),
+             "the quantized model is already exact: zero gradient, w unchanged"),
+        Case((a([[-1.0, 0.4, 0.05]], f), a([[1.0, -1.0, 2.0], [0.0, 1.0, 1.0]], f),
+              a([[0.2], [0.3]], f), 0.125, 0.05), a([[-1.0, 0.32375, 0.19125]]),
+             "-1.0 / 0.125 = -8 is clamped; 0.05 rounds to 0 but still learns",
+             "a weight that rounds to 0 is inside the range: its gradient passes."),
+    ]
+    return run_checks("qat_step", fn, cases, rtol=1e-5, atol=1e-6,
+                      arg_names=["w", "x", "y", "scale", "lr"], hint=(
+        "w_hat = clip(round(w / scale), -7, 7) * scale; pred = x @ w_hat.T; g = 2 * (pred - y) / "
+        "pred.size; grad_w_hat = g.T @ x; grad_w = grad_w_hat * (|round(w / scale)| <= 7); "
+        "return w - lr * grad_w (torch autograd with your STE works too)."))
+
+
+def check_lsq_scale_grad(fn: Callable[..., np.ndarray]) -> CheckResult:
+    """``fn(x, scale, zero_point, quant_min, quant_max) -> d x_hat / d scale`` per element (LSQ)."""
+    a = np.array
+    cases = [
+        Case((a([0.2, 0.7, 5.0], np.float32), 0.5, 0, -4, 3), a([-0.4, -0.4, 3.0]),
+             "inside: round(v) - v with v = x / s; clamped above: quant_max - zero_point",
+             "where x_hat = (quant_max - z) * s is clamped, its derivative is quant_max - z."),
+        Case((a([-3.0, -0.6, 0.0], np.float32), 0.5, 0, -4, 3), a([-4.0, 0.2, 0.0]),
+             "clamped below: quant_min - zero_point; exact zero: 0"),
+        Case((a([0.13, 0.35, -0.95], np.float32), 0.2, 2, 0, 7), a([0.35, 0.25, -2.0]),
+             "a zero point: -4.75 rounds to -5, plus 2 is below 0, so quant_min - z = -2",
+             "compare round(x / s) + zero_point with the range; the clamped derivative is "
+             "quant_min - zero_point (or quant_max - zero_point), not quant_min."),
+        Case((a([0.25, -0.25], np.float32), 0.5, 0, -8, 7), a([-0.5, 0.5]),
+             "ties round to even: round(0.5) = 0"),
+        Case((a([1.3, -1.3, 0.9], np.float32), 0.1, 0, -7, 7), a([7.0, -7.0, 7.0]),
+             "everything clamped: the gradient pushes the scale to grow"),
+        Case((a([0.33, -0.07], np.float32), 0.1, 0, -128, 127), a([-0.3, -0.3]),
+             "8 bits, all inside",
+             "inside the range d/ds [round(x/s) * s] = round(x/s) - x/s (the STE keeps round)."),
+    ]
+    return run_checks("lsq_scale_grad", fn, cases, rtol=1e-5, atol=1e-5,
+                      arg_names=["x", "scale", "zero_point", "quant_min", "quant_max"], hint=(
+        "v = x / s; q = round(v) + zero_point; inside [quant_min, quant_max]: round(v) - v; "
+        "below: quant_min - zero_point; above: quant_max - zero_point."))
+
+
+def _qat_models() -> dict[str, Callable[[], Any]]:
+    """Small prepared models for check_freeze_observers, built on demand (torch, tl.qat)."""
+    import torch
+    from torch import nn
+
+    from tutorial_lib import qat
+
+    def seq(*layers):
+        torch.manual_seed(0)
+        return nn.Sequential(*layers)
+
+    def one_frozen():
+        m = qat.prepare_qat(seq(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)), bits=4).eval()
+        m(torch.ones(2, 4))  # calibrated on something else first
+        m[0].input_fake_quant.observer_enabled = False
+        return m
+
+    def nested():
+        inner = qat.prepare_qat(seq(nn.Linear(4, 3)), bits=8)
+        return nn.Sequential(nn.Sequential(inner), nn.Softmax(dim=1))
+
+    return {
+        "Linear(4, 3), 8 bits": lambda: qat.prepare_qat(seq(nn.Linear(4, 3)), bits=8),
+        "Linear-ReLU-Linear, 4 bits": lambda: qat.prepare_qat(
+            seq(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)), bits=4),
+        "same, one observer already frozen": one_frozen,
+        "Linear(4, 3) with learnable scales (LSQ)": lambda: qat.prepare_qat(
+            seq(nn.Linear(4, 3)), bits=4, learnable=True),
+        "a prepared model nested in two containers": nested,
+    }
+
+
+def check_freeze_observers(fn: Callable[[Any], Any]) -> CheckResult:
+    """``fn(model)``: switch off the observer of every ``tl.qat.FakeQuantize`` in ``model``.
+
+    For each model the check calibrates on one batch, calls ``fn``, runs a batch ten times
+    larger, and reports ``(observers still on, fake-quant nodes on, scales that moved)``.
+    """
+    import torch
+
+    from tutorial_lib import qat
+
+    builders = _qat_models()
+
+    learner = _learner(fn)
+
+    @_wraps_learner
+    def frozen_state(description):
+        model = builders[description]()
+        x = torch.linspace(-1, 1, 16).reshape(4, 4)
+        model.eval()
+        model(x)  # calibrate
+        learner(model)
+        fqs = [m for m in model.modules() if isinstance(m, qat.FakeQuantize)]
+        before = [fq.scale.detach().clone() for fq in fqs]
+        with torch.no_grad():
+            model(10 * x)
+        moved = sum(not torch.equal(b, fq.scale.detach()) for b, fq in zip(before, fqs, strict=True))
+        return (sum(fq.observer_enabled for fq in fqs), sum(fq.fake_quant_enabled for fq in fqs),
+                moved)
+
+    counts = {"Linear(4, 3), 8 bits": 2, "Linear-ReLU-Linear, 4 bits": 4,
+              "same, one observer already frozen": 4,
+              "Linear(4, 3) with learnable scales (LSQ)": 2,
+              "a prepared model nested in two containers": 2}
+    hints = {
+        "a prepared model nested in two containers":
+            "walk every submodule with model.modules() (it recurses), not model.children().",
+        "Linear(4, 3) with learnable scales (LSQ)":
+            "LearnableFakeQuantize is a subclass of FakeQuantize: isinstance finds it too.",
+    }
+    cases = [Case((d,), (0, n, 0), d, hints.get(d, "")) for d, n in counts.items()]
+    return _run_exact("freeze_observers", frozen_state, cases, arg_names=["model"], hint=(
+        "for m in model.modules(): if isinstance(m, tl.qat.FakeQuantize): m.observer_enabled = "
+        "False. Leave fake_quant_enabled alone: the model must keep quantizing, only the ranges "
+        "stop moving. The answer is (observers on, fake-quant on, scales moved)."))
+
+
 # ---------------------------------------------------------------- lesson 06: PyTorch quantization
-
-def _run_exact(name: str, fn: Callable, cases: Sequence[Case], hint: str,
-               describe: Callable[[Any], Any] = lambda v: v, **kwargs) -> CheckResult:
-    """``run_checks`` for answers compared with ``==`` (names, settings, objects)."""
-    return run_checks(name, fn, cases, hint, describe=describe, **kwargs)
-
 
 def check_fuse_groups(fn: Callable[[list[tuple[str, str]]], list[list[str]]]) -> CheckResult:
     """``fn(layers) -> groups``: runs of (name, type) layers that eager ``fuse_modules`` merges.
@@ -857,230 +1418,6 @@ def check_latency_stats(fn: Callable[[Sequence[float], int], tuple[float, float]
         "return median, q3 - q1."))
 
 
-# ---------------------------------------------------------------- lesson 05: fake quantization and QAT
-
-def check_fake_quantize_ste(fn: Callable[..., Any]) -> CheckResult:
-    """``fn(x, scale, zero_point, quant_min, quant_max) -> x_hat``: a torch fake-quant op whose
-    gradient is the straight-through estimator (1 where the rounded value is in range, else 0).
-
-    The check runs ``fn`` on a float32 tensor that requires grad, back-propagates ones, and
-    compares ``(x_hat, x.grad)``.
-    """
-    import torch  # only this lesson's checkers need torch
-
-    def forward_and_grad(x, scale, zero_point, quant_min, quant_max):
-        t = torch.tensor(x, dtype=torch.float32, requires_grad=True)
-        y = fn(t, scale, zero_point, quant_min, quant_max)
-        if not isinstance(y, torch.Tensor):
-            raise TypeError(f"return a torch tensor, not {type(y).__name__}")
-        if y.requires_grad:
-            y.backward(torch.ones_like(y))
-        grad = t.grad.numpy() if t.grad is not None else np.full(t.shape, np.nan, np.float32)
-        return y.detach().numpy(), grad
-
-    no_grad = ("no gradient reached x (shown as nan) or it is 0 everywhere: torch.round has a zero "
-               "gradient; write a torch.autograd.Function whose backward returns grad_output "
-               "times the in-range mask (or use x + (x_hat - x).detach() for the values).")
-    cases = [
-        Case(([-1.0, 0.26, 0.74, 3.0], 0.5, 0, -2, 3),
-             ([-1.0, 0.5, 0.5, 1.5], [1.0, 1.0, 1.0, 0.0]),
-             "3.0 is clamped: its gradient is 0, the others pass",
-             "where the value was clamped the output does not move with x: gradient 0 there."),
-        Case(([0.25, 0.75, -0.25, 1.25], 0.5, 0, -8, 7), ([0.0, 1.0, 0.0, 1.0], [1.0] * 4),
-             ".5 ties round to even, as torch.round",
-             "torch.round rounds half to even; floor(v + 0.5) rounds 0.5 up."),
-        Case(([0.0, 1.0, -0.1], 0.1, 10, 0, 255), ([0.0, 1.0, -0.1], [1.0, 1.0, 1.0]),
-             "uint8 with zero point 10: 0.0 stays exact", no_grad),
-        Case(([-5.0, 5.0, 0.3], 1.0, 0, -2, 1), ([-2.0, 1.0, 0.0], [0.0, 0.0, 1.0]),
-             "both ends clamped"),
-        Case(([1.0, 1.4, 1.6, -2.4, -2.6], 1.0, 0, -2, 1),
-             ([1.0, 1.0, 1.0, -2.0, -2.0], [1.0, 1.0, 0.0, 1.0, 0.0]),
-             "the mask looks at the rounded value: 1.4 rounds to 1, inside the range",
-             "compute the mask from q = round(x / scale) + zero_point, not from x / scale: "
-             "1.4 rounds to 1 <= quant_max, so its gradient is 1, as in PyTorch."),
-        Case(([-0.6, -0.7, 2.4, 2.5], 0.2, 3, 0, 15),
-             ([-0.6, -0.6, 2.4, 2.4], [1.0, 0.0, 1.0, 1.0]),
-             "uint4 with zero point 3: -3.5 rounds to -4, below the range; 12.5 to 12, inside",
-             "add the zero point before clamping and before the mask: q = round(x / s) + zp."),
-        Case(([0.0, 0.01, -0.01], 0.02, -128, -128, 127), ([0.0, 0.0, 0.0], [1.0, 1.0, 1.0]),
-             "zero point at quant_min: +-0.5 steps round to the zero point, still inside"),
-    ]
-    return run_checks("fake_quantize_ste", forward_and_grad, cases, rtol=1e-6, atol=1e-7,
-                      arg_names=["x", "scale", "zero_point", "quant_min", "quant_max"], hint=(
-        "forward: (clamp(round(x / scale) + zero_point, quant_min, quant_max) - zero_point) * "
-        "scale; backward: grad_output where quant_min <= round(x / scale) + zero_point <= "
-        "quant_max, else 0 (save that mask in forward with ctx.save_for_backward)."))
-
-
-def check_fake_quant_step(fn: Callable[..., tuple]) -> CheckResult:
-    """``fn(x, min_val, max_val, averaging_constant, quant_min, quant_max) -> (x_hat, min, max)``:
-    one forward step of a FakeQuantize with a moving-average min-max observer (asymmetric)."""
-    eps = float(np.finfo(np.float32).eps)
-    a = np.array
-    cases = [
-        Case((a([-1.0, 0.0, 2.0], np.float32), None, None, 0.5, -8, 7),
-             ([-1.0, 0.0, 2.0], -1.0, 2.0), "the first batch sets the range",
-             "when min_val is None (nothing observed yet) take the batch's min and max as they are."),
-        Case((a([-3.0, 0.0, 6.0], np.float32), -1.0, 2.0, 0.5, -8, 7), ([-2.0, 0.0, 4.0], -2.0, 4.0),
-             "a later batch moves the range halfway (c = 0.5): -3 and 6 are clamped",
-             "new_min = min_val + c * (batch_min - min_val): the batch's own range is not used "
-             "directly."),
-        Case((a([1.0, 3.0], np.float32), None, None, 0.01, 0, 255), ([1.0, 3.0], 1.0, 3.0),
-             "all positive: the qparams widen the range to include 0, the observer keeps [1, 3]",
-             "widen to include 0 only for the scale and zero point (lo = min(min, 0)); return "
-             "the observer's own min and max."),
-        Case((a([-4.0, 0.5, 6.0], np.float32), -1.0, 1.0, 0.01, -128, 127),
-             ([-1.0277647, 0.49756858, 1.0522352], -1.03, 1.05),
-             "PyTorch's default c = 0.01: one extreme batch barely moves the range"),
-        Case((a([0.0, 0.0], np.float32), None, None, 0.01, -8, 7), ([0.0, 0.0], 0.0, 0.0),
-             "an all-zero batch: the scale is floored at eps",
-             f"scale = max((hi - lo) / (quant_max - quant_min), {eps}) avoids dividing by 0."),
-        Case((a([-0.5, 0.26, 1.0], np.float32), -1.0, 1.0, 0.5, 0, 3),
-             ([-0.5833333, 0.0, 1.1666666], -0.75, 1.0),
-             "2 bits unsigned over [-0.75, 1]: scale 1.75 / 3, zero point 1"),
-    ]
-    return run_checks("fake_quant_step", fn, cases, rtol=1e-5, atol=1e-6,
-                      arg_names=["x", "min_val", "max_val", "averaging_constant", "quant_min",
-                                 "quant_max"], hint=(
-        "1) update min/max (first batch: take them; later: move a fraction c towards the batch's); "
-        "2) lo, hi = min(min, 0), max(max, 0); scale = (hi - lo) / (quant_max - quant_min); "
-        "zero_point = quant_min - round(lo / scale), clamped; 3) fake-quantize x with them."))
-
-
-def check_qat_step(fn: Callable[..., np.ndarray]) -> CheckResult:
-    """``fn(w, x, y, scale, lr) -> new_w``: one SGD step of QAT on ``pred = x @ fq(w).T`` with the
-    mean squared error, ``fq`` symmetric 4-bit narrow range ``[-7, 7]`` with the given scale."""
-    a = np.array
-    f = np.float32
-    cases = [
-        Case((a([[0.3, -0.2]], f), a([[1.0, 2.0]], f), a([[0.5]], f), 0.25, 0.1), a([[0.45, 0.1]]),
-             "one weight row: fq(w) = [0.25, -0.25], the step updates the float w",
-             "update the float (shadow) weights w, not their quantized copy fq(w): "
-             "new_w = w - lr * grad."),
-        Case((a([[2.0, 0.1]], f), a([[1.0, 1.0]], f), a([[1.0]], f), 0.25, 0.1), a([[2.0, -0.05]]),
-             "2.0 / 0.25 = 8 is clamped to 7: that weight gets no gradient",
-             "the STE passes the gradient only where round(w / scale) lies in [-7, 7]."),
-        Case((a([[0.5, -0.5], [0.1, 0.9]], f), a([[1.0, 0.0], [0.5, -1.0]], f),
-              a([[0.0, 1.0], [1.0, 0.0]], f), 0.1, 0.5), a([[0.40625, -0.5625], [0.40625, 0.9]]),
-             "two samples, two outputs: the loss is the mean over all 4 elements",
-             "loss = mean((x @ fq(w).T - y) ** 2) over every element, so grad = 2 * (pred - y) / "
-             "pred.size, then @ x."),
-        Case((a([[0.3, -0.2]], f), a([[1.0, 2.0]], f), a([[-0.25]], f), 0.25, 0.1), a([[0.3, -0.2]]),
-             "the quantized model is already exact: zero gradient, w unchanged"),
-        Case((a([[-1.0, 0.4, 0.05]], f), a([[1.0, -1.0, 2.0], [0.0, 1.0, 1.0]], f),
-              a([[0.2], [0.3]], f), 0.125, 0.05), a([[-1.0, 0.32375, 0.19125]]),
-             "-1.0 / 0.125 = -8 is clamped; 0.05 rounds to 0 but still learns",
-             "a weight that rounds to 0 is inside the range: its gradient passes."),
-    ]
-    return run_checks("qat_step", fn, cases, rtol=1e-5, atol=1e-6,
-                      arg_names=["w", "x", "y", "scale", "lr"], hint=(
-        "w_hat = clip(round(w / scale), -7, 7) * scale; pred = x @ w_hat.T; g = 2 * (pred - y) / "
-        "pred.size; grad_w_hat = g.T @ x; grad_w = grad_w_hat * (|round(w / scale)| <= 7); "
-        "return w - lr * grad_w (torch autograd with your STE works too)."))
-
-
-def check_lsq_scale_grad(fn: Callable[..., np.ndarray]) -> CheckResult:
-    """``fn(x, scale, zero_point, quant_min, quant_max) -> d x_hat / d scale`` per element (LSQ)."""
-    a = np.array
-    cases = [
-        Case((a([0.2, 0.7, 5.0], np.float32), 0.5, 0, -4, 3), a([-0.4, -0.4, 3.0]),
-             "inside: round(v) - v with v = x / s; clamped above: quant_max - zero_point",
-             "where x_hat = (quant_max - z) * s is clamped, its derivative is quant_max - z."),
-        Case((a([-3.0, -0.6, 0.0], np.float32), 0.5, 0, -4, 3), a([-4.0, 0.2, 0.0]),
-             "clamped below: quant_min - zero_point; exact zero: 0"),
-        Case((a([0.13, 0.35, -0.95], np.float32), 0.2, 2, 0, 7), a([0.35, 0.25, -2.0]),
-             "a zero point: -4.75 rounds to -5, plus 2 is below 0, so quant_min - z = -2",
-             "compare round(x / s) + zero_point with the range; the clamped derivative is "
-             "quant_min - zero_point (or quant_max - zero_point), not quant_min."),
-        Case((a([0.25, -0.25], np.float32), 0.5, 0, -8, 7), a([-0.5, 0.5]),
-             "ties round to even: round(0.5) = 0"),
-        Case((a([1.3, -1.3, 0.9], np.float32), 0.1, 0, -7, 7), a([7.0, -7.0, 7.0]),
-             "everything clamped: the gradient pushes the scale to grow"),
-        Case((a([0.33, -0.07], np.float32), 0.1, 0, -128, 127), a([-0.3, -0.3]),
-             "8 bits, all inside",
-             "inside the range d/ds [round(x/s) * s] = round(x/s) - x/s (the STE keeps round)."),
-    ]
-    return run_checks("lsq_scale_grad", fn, cases, rtol=1e-5, atol=1e-5,
-                      arg_names=["x", "scale", "zero_point", "quant_min", "quant_max"], hint=(
-        "v = x / s; q = round(v) + zero_point; inside [quant_min, quant_max]: round(v) - v; "
-        "below: quant_min - zero_point; above: quant_max - zero_point."))
-
-
-def _qat_models() -> dict[str, Callable[[], Any]]:
-    """Small prepared models for check_freeze_observers, built on demand (torch, tl.qat)."""
-    import torch
-    from torch import nn
-
-    from tutorial_lib import qat
-
-    def seq(*layers):
-        torch.manual_seed(0)
-        return nn.Sequential(*layers)
-
-    def one_frozen():
-        m = qat.prepare_qat(seq(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)), bits=4).eval()
-        m(torch.ones(2, 4))  # calibrated on something else first
-        m[0].input_fake_quant.observer_enabled = False
-        return m
-
-    def nested():
-        inner = qat.prepare_qat(seq(nn.Linear(4, 3)), bits=8)
-        return nn.Sequential(nn.Sequential(inner), nn.Softmax(dim=1))
-
-    return {
-        "Linear(4, 3), 8 bits": lambda: qat.prepare_qat(seq(nn.Linear(4, 3)), bits=8),
-        "Linear-ReLU-Linear, 4 bits": lambda: qat.prepare_qat(
-            seq(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)), bits=4),
-        "same, one observer already frozen": one_frozen,
-        "Linear(4, 3) with learnable scales (LSQ)": lambda: qat.prepare_qat(
-            seq(nn.Linear(4, 3)), bits=4, learnable=True),
-        "a prepared model nested in two containers": nested,
-    }
-
-
-def check_freeze_observers(fn: Callable[[Any], Any]) -> CheckResult:
-    """``fn(model)``: switch off the observer of every ``tl.qat.FakeQuantize`` in ``model``.
-
-    For each model the check calibrates on one batch, calls ``fn``, runs a batch ten times
-    larger, and reports ``(observers still on, fake-quant nodes on, scales that moved)``.
-    """
-    import torch
-
-    from tutorial_lib import qat
-
-    builders = _qat_models()
-
-    def frozen_state(description):
-        model = builders[description]()
-        x = torch.linspace(-1, 1, 16).reshape(4, 4)
-        model.eval()
-        model(x)  # calibrate
-        fn(model)
-        fqs = [m for m in model.modules() if isinstance(m, qat.FakeQuantize)]
-        before = [fq.scale.detach().clone() for fq in fqs]
-        with torch.no_grad():
-            model(10 * x)
-        moved = sum(not torch.equal(b, fq.scale.detach()) for b, fq in zip(before, fqs, strict=True))
-        return (sum(fq.observer_enabled for fq in fqs), sum(fq.fake_quant_enabled for fq in fqs),
-                moved)
-
-    counts = {"Linear(4, 3), 8 bits": 2, "Linear-ReLU-Linear, 4 bits": 4,
-              "same, one observer already frozen": 4,
-              "Linear(4, 3) with learnable scales (LSQ)": 2,
-              "a prepared model nested in two containers": 2}
-    hints = {
-        "a prepared model nested in two containers":
-            "walk every submodule with model.modules() (it recurses), not model.children().",
-        "Linear(4, 3) with learnable scales (LSQ)":
-            "LearnableFakeQuantize is a subclass of FakeQuantize: isinstance finds it too.",
-    }
-    cases = [Case((d,), (0, n, 0), d, hints.get(d, "")) for d, n in counts.items()]
-    return _run_exact("freeze_observers", frozen_state, cases, arg_names=["model"], hint=(
-        "for m in model.modules(): if isinstance(m, tl.qat.FakeQuantize): m.observer_enabled = "
-        "False. Leave fake_quant_enabled alone: the model must keep quantizing, only the ranges "
-        "stop moving. The answer is (observers on, fake-quant on, scales moved)."))
-
-
 # ---------------------------------------------------------------- lesson 07: TFLite post-training
 
 def check_representative_dataset(fn: Callable[[np.ndarray, int], Any]) -> CheckResult:
@@ -1090,8 +1427,18 @@ def check_representative_dataset(fn: Callable[[np.ndarray, int], Any]) -> CheckR
     one array, whether that array has a batch dimension of 1 and dtype float32, and the sum of
     all values (to catch wrong or reordered samples).
     """
+    learner = _learner(fn)
+
+    @_wraps_learner
+    def samples(x, num_samples):
+        items = learner(x, num_samples)
+        if isinstance(items, Iterable) and not isinstance(items, str | bytes | dict):
+            items = _learner(list)(items)  # a generator runs the learner's code as it is read
+        return items
+
     def describe(items):
-        items = list(items)
+        if not isinstance(items, list):
+            return f"{_type_name(items)}, not a generator of samples"
         one_array = all(isinstance(i, list | tuple) and len(i) == 1 for i in items)
         arrays = [np.asarray(i[0]) for i in items] if one_array else []
         return {"items": len(items), "each a list of one array": one_array,
@@ -1115,7 +1462,7 @@ def check_representative_dataset(fn: Callable[[np.ndarray, int], Any]) -> CheckR
              "the converter feeds each array to a float32 input: cast with .astype(np.float32)."),
         Case((images, 0), expected(0, 0.0), "no samples: yield nothing"),
     ]
-    return _run_exact("representative_dataset", fn, cases, arg_names=["x", "num_samples"],
+    return _run_exact("representative_dataset", samples, cases, arg_names=["x", "num_samples"],
                       describe=describe, show=lambda a: f"x of shape {a[0].shape} "
                       f"({a[0].dtype}), num_samples={a[1]}", hint=(
         "a generator: for i in range(min(num_samples, len(x))): "
@@ -1126,36 +1473,33 @@ def check_quantize_input(fn: Callable[[np.ndarray, float, int], np.ndarray]) -> 
     """``fn(x, scale, zero_point) -> q``: float input to an int8 input tensor, as TFLite does.
 
     ``q = clamp(round(x / scale) + zero_point, -128, 127)`` rounding half away from zero, in
-    dtype int8. The report shows the values and whether the dtype is int8 (1.0) or not (0.0).
+    dtype int8.
     """
     a = np.array
 
-    def wrapped(x, scale, zero_point):
-        q = np.asarray(fn(x, scale, zero_point))
-        return q.astype(np.float64), float(q.dtype == np.int8)
-
     cases = [
-        Case((a([0.0, 0.2, 1.0], np.float32), 1 / 255, -128), (a([-128, -77, 127]), 1.0),
+        Case((a([0.0, 0.2, 1.0], np.float32), 1 / 255, -128), a([-128, -77, 127]),
              "pixels in [0, 1] with the course CNN's input parameters"),
-        Case((a([0.25, 1.25, -0.25, -1.25], np.float32), 0.5, 0), (a([1, 3, -1, -3]), 1.0),
+        Case((a([0.25, 1.25, -0.25, -1.25], np.float32), 0.5, 0), a([1, 3, -1, -3]),
              "ties x / scale = +-0.5 and +-2.5 round away from zero",
              "TFLite rounds half away from zero: np.sign(v) * np.floor(np.abs(v) + 0.5); "
              "np.round would give 0 and 2."),
-        Case((a([-1.0, 0.0, 1.0], np.float32), 0.02, 10), (a([-40, 10, 60]), 1.0),
+        Case((a([-1.0, 0.0, 1.0], np.float32), 0.02, 10), a([-40, 10, 60]),
              "a positive zero point; 0.0 maps exactly to it"),
-        Case((a([2.0, -3.0], np.float32), 1 / 255, -128), (a([127, -128]), 1.0),
+        Case((a([2.0, -3.0], np.float32), 1 / 255, -128), a([127, -128]),
              "out of range: clamp, never wrap",
              "clip to [-128, 127] before casting: astype(np.int8) wraps 382 around to 126."),
-        Case((a([0.4], np.float32), 1 / 255, -128), (a([-26]), 1.0),
+        Case((a([0.4], np.float32), 1 / 255, -128), a([-26]),
              "the dtype must be int8: LiteRT refuses anything else for an int8 input",
              "return q.astype(np.int8) after clipping."),
-        Case((a([[0.1, 0.9], [0.4, 0.6]], np.float32), 0.1, -5), (a([[-4, 4], [-1, 1]]), 1.0),
+        Case((a([[0.1, 0.9], [0.4, 0.6]], np.float32), 0.1, -5), a([[-4, 4], [-1, 1]]),
              "a 2-D batch keeps its shape"),
     ]
-    return run_checks("quantize_input", wrapped, cases, arg_names=["x", "scale", "zero_point"],
-                      hint=("q = clip(round_half_away(x / scale) + zero_point, -128, 127), then "
-                            ".astype(np.int8); the second number in the answer is 1.0 when the "
-                            "dtype is int8."))
+    return run_checks("quantize_input", fn, cases, arg_names=["x", "scale", "zero_point"],
+                      dtype=np.int8, dtype_hint=(
+        "the values are right; LiteRT's int8 input takes np.int8 only: return "
+        "q.astype(np.int8) after clipping."), hint=(
+        "q = clip(round_half_away(x / scale) + zero_point, -128, 127), then .astype(np.int8)."))
 
 
 def check_dequantize_weight(fn: Callable[[np.ndarray, Any, int], np.ndarray]) -> CheckResult:
@@ -1187,7 +1531,10 @@ def check_dequantize_weight(fn: Callable[[np.ndarray, Any, int], np.ndarray]) ->
         Case((a([[100, -100], [50, 25]], np.int8), a([0.02, 0.04]), 1),
              a([[2.0, -4.0], [1.0, 1.0]]), "channels on axis 1"),
     ]
-    return run_checks("dequantize_weight", fn, cases, rtol=1e-6, atol=1e-7,
+    return run_checks("dequantize_weight", fn, cases, rtol=1e-6, atol=1e-7, dtype=np.float32,
+                      dtype_hint=("the values are right; return float32 as the exercise asks "
+                                  "(the file stores float32 scales): np.asarray(q, np.float32) * "
+                                  "np.asarray(scale, np.float32)."),
                       arg_names=["q", "scale", "quantized_dimension"], hint=(
         "w = q.astype(np.float32) * scale, with a per-channel scale reshaped to broadcast along "
         "quantized_dimension."))
