@@ -1,6 +1,7 @@
 """tutorial_lib.torch_bridge, lesson 06 part: measurements on tiny models, and every quantization
 method of the lesson on the course CNN, against float32 and against independent references."""
 
+import copy
 import io
 import os
 import warnings
@@ -220,6 +221,65 @@ def test_pt2e_drops_float_weights_and_lowering_keeps_the_numbers():
         tb.drop_unused_weights(model)
     with pytest.raises(ValueError, match="at least 2"):
         tb.export_for_quantization(model, x[:1])
+
+
+def tiny_data(seed=0):
+    """64 training images of 1x8x8 with 3 classes, for the tiny CNN."""
+    rng = np.random.default_rng(seed)
+    x = rng.random((64, 1, 8, 8), dtype=np.float32)
+    y = rng.integers(0, 3, 64)
+    return tl.data.Dataset(x, y, x[:8], y[:8])
+
+
+def test_eager_qat_freezes_observers_and_batchnorm_like_the_pytorch_calls():
+    model, data = tiny_cnn(), tiny_data()
+    tq = torch.ao.quantization
+    tb.load_quantization_apis()
+    reference = tq.QuantWrapper(copy.deepcopy(model)).train()
+    tq.fuse_modules_qat(reference, tb.fuse_groups(reference), inplace=True)
+    reference.qconfig = tq.get_default_qat_qconfig("x86")
+    tq.prepare_qat(reference, inplace=True)
+    states = []
+
+    def freeze(epoch):
+        if epoch == 1:
+            reference.apply(tq.disable_observer)
+            reference.apply(torch.ao.nn.intrinsic.qat.freeze_bn_stats)
+        conv = reference.module.conv
+        states.append((bool(conv.weight_fake_quant.observer_enabled), conv.freeze_bn))
+
+    tb.train(reference, data, epochs=2, lr=1e-3, on_epoch=freeze)
+    assert states == [(True, False), (False, True)]
+    expected = tb.logits(tq.convert(reference.eval()), data.x_train)
+    frozen = tb.eager_qat_int8(model, data, epochs=2, lr=1e-3, freeze_after=1)
+    np.testing.assert_array_equal(tb.logits(frozen, data.x_train), expected)
+    never = tb.eager_qat_int8(model, data, epochs=2, lr=1e-3, freeze_after=None)
+    assert not np.array_equal(tb.logits(never, data.x_train), expected)
+    for bad in (0, -1, True, 1.5):
+        with pytest.raises(ValueError, match="freeze_after"):
+            tb.eager_qat_int8(model, data, freeze_after=bad)
+
+
+def test_pt2e_qat_stops_torchaos_observers_after_freeze_after_epochs():
+    from torchao.quantization.pt2e import FakeQuantizeBase, disable_observer
+
+    model, data = tiny_cnn(), tiny_data()
+    model.FUSE_GROUPS = (("conv", "bn", "relu"),)  # what fold_batchnorm folds
+    quantize_pt2e, _ = tb._ao()
+    graph = tb.export_for_quantization(tb.fold_batchnorm(model), data.x_train[:32], training=True)
+    prepared = tb._allow_eval(quantize_pt2e.prepare_qat_pt2e(graph, tb.x86_quantizer(is_qat=True)))
+    fake_quants = [m for m in prepared.modules() if isinstance(m, FakeQuantizeBase)]
+    assert fake_quants
+    # torch.ao's disable_observer would skip these: they are torchao's own classes
+    assert not any(isinstance(m, torch.ao.quantization.FakeQuantizeBase) for m in fake_quants)
+    tb.train(prepared, data, epochs=2, lr=1e-3,
+             on_epoch=lambda epoch: epoch == 1 and prepared.apply(disable_observer))
+    assert not any(bool(m.observer_enabled) for m in fake_quants)
+    expected = tb.logits(tb.drop_unused_weights(quantize_pt2e.convert_pt2e(prepared)), data.x_train)
+    frozen = tb.pt2e_qat_int8(model, data, epochs=2, lr=1e-3, freeze_after=1)
+    np.testing.assert_array_equal(tb.logits(frozen, data.x_train), expected)
+    with pytest.raises(ValueError, match="freeze_after"):
+        tb.pt2e_qat_int8(model, data, freeze_after=0)
 
 
 # ---- every method of lesson 06 on the course CNN

@@ -651,16 +651,36 @@ def eager_static_int8(model: nn.Module, calibration_x, backend: str = "x86",
     return tq.convert(wrapped, inplace=True)
 
 
-def eager_qat_int8(model: nn.Module, data: Dataset, epochs: int = 1, lr: float = 1e-4,
-                   backend: str = "x86", seed: int = 0) -> nn.Module:
-    """Eager QAT: wrap, fuse for training, fake-quantize, fine-tune with ``train``, convert (a copy)."""
+def _check_freeze_after(freeze_after: int | None) -> None:
+    if freeze_after is not None and (isinstance(freeze_after, bool)
+                                     or not isinstance(freeze_after, int) or freeze_after < 1):
+        raise ValueError(f"freeze_after must be a number of epochs (1 or more) or None; "
+                         f"got {freeze_after!r}.")
+
+
+def eager_qat_int8(model: nn.Module, data: Dataset, epochs: int = 2, lr: float = 1e-4,
+                   backend: str = "x86", seed: int = 0, freeze_after: int | None = 1) -> nn.Module:
+    """Eager QAT: wrap, fuse for training, fake-quantize, fine-tune with ``train``, convert (a copy).
+
+    After ``freeze_after`` epochs the observers stop (``disable_observer``) and BatchNorm keeps
+    its running statistics (``freeze_bn_stats``), as PyTorch's QAT recipe does: the last epochs
+    train the weights for the scales and statistics that ``convert`` bakes in. ``None``, or a
+    count of ``epochs`` or more, never freezes.
+    """
+    _check_freeze_after(freeze_after)
     load_quantization_apis()
     tq = torch.ao.quantization
     wrapped = tq.QuantWrapper(copy.deepcopy(model)).train()
     tq.fuse_modules_qat(wrapped, fuse_groups(wrapped), inplace=True)
     wrapped.qconfig = tq.get_default_qat_qconfig(backend)
     tq.prepare_qat(wrapped, inplace=True)
-    train(wrapped, data, epochs=epochs, lr=lr, seed=seed)
+
+    def freeze(epoch: int) -> None:
+        if epoch == freeze_after:
+            wrapped.apply(tq.disable_observer)
+            wrapped.apply(torch.ao.nn.intrinsic.qat.freeze_bn_stats)
+
+    train(wrapped, data, epochs=epochs, lr=lr, seed=seed, on_epoch=freeze)
     return tq.convert(wrapped.eval(), inplace=True)
 
 
@@ -774,19 +794,30 @@ def pt2e_int8(model: nn.Module, calibration_x, keep_float: Sequence[str] = (),
     return drop_unused_weights(quantize_pt2e.convert_pt2e(prepared))
 
 
-def pt2e_qat_int8(model: nn.Module, data: Dataset, epochs: int = 1, lr: float = 1e-4,
-                  seed: int = 0) -> nn.Module:
+def pt2e_qat_int8(model: nn.Module, data: Dataset, epochs: int = 2, lr: float = 1e-4,
+                  seed: int = 0, freeze_after: int | None = 1) -> nn.Module:
     """PT2E QAT for x86: fold BatchNorm, export for training, ``prepare_qat_pt2e``, fine-tune, convert.
 
     BatchNorm is folded first (``fold_batchnorm``): with BatchNorm in the graph, ``convert_pt2e``
     traces dozens of conv-bn pattern variants to fold it, which costs far more time than the
-    fine-tune itself on this small model.
+    fine-tune itself on this small model. Its statistics are therefore frozen from the start;
+    the observers stop after ``freeze_after`` epochs (torchao's ``disable_observer``: the graph
+    holds torchao's fake-quantize modules, which ``torch.ao.quantization``'s does not know).
+    ``None``, or a count of ``epochs`` or more, never freezes.
     """
+    _check_freeze_after(freeze_after)
     quantize_pt2e, _ = _ao()
+    from torchao.quantization.pt2e import disable_observer
+
     graph = export_for_quantization(fold_batchnorm(model), to_tensor(data.x_train[:32]),
                                     training=True)
     prepared = _allow_eval(quantize_pt2e.prepare_qat_pt2e(graph, x86_quantizer(is_qat=True)))
-    train(prepared, data, epochs=epochs, lr=lr, seed=seed)
+
+    def freeze(epoch: int) -> None:
+        if epoch == freeze_after:
+            prepared.apply(disable_observer)
+
+    train(prepared, data, epochs=epochs, lr=lr, seed=seed, on_epoch=freeze)
     return drop_unused_weights(quantize_pt2e.convert_pt2e(prepared))
 
 
