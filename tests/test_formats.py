@@ -91,3 +91,66 @@ def test_compose_rejects_fields_that_do_not_fit():
         formats.compose(0, 300, 0, "fp32")
     with pytest.raises(ValueError, match="does not fit"):
         formats.compose(2, 0, 0, "fp16")
+
+
+@pytest.mark.parametrize("fmt", ["fp16", "bf16", "fp8_e4m3", "fp8_e5m2"])
+def test_float64_input_is_rounded_once(fmt):
+    # 1 + half an ulp + a little: above the tie, so it rounds up. Through float32 the little is lost,
+    # the value becomes the tie itself and goes to even, 1.0: the old answer, rounded twice.
+    f = formats.get_format(fmt)
+    half_ulp = 2.0 ** -(f.mantissa_bits + 1)
+    x = 1 + half_ulp + 2.0**-40
+    twice = float(np.float32(x).astype(f.dtype).astype(np.float64))
+    assert twice == 1.0
+    assert formats.round_to([x], fmt)[0] == 1 + 2 * half_ulp
+    assert formats.fields(x, fmt)[2] == 1  # mantissa 0...01
+
+
+def _nearest_even(x: float, fmt: str) -> float:
+    """Independent reference: nearest finite value (or the overflow) by exact fractions, ties to even."""
+    from fractions import Fraction
+
+    f = formats.get_format(fmt)
+    patterns = np.arange(2 ** (f.bits - 1)).astype(np.uint16 if f.bits == 16 else np.uint8)
+    with np.errstate(invalid="ignore"):
+        values = patterns.view(f.dtype).astype(np.float64)
+    values = values[np.isfinite(values)]
+    # One step past the largest value stands for overflow; its pattern is odd in e4m3fn, even otherwise.
+    grid = [*values.tolist(), values[-1] + (values[-1] - values[-2])]
+    i = int(np.searchsorted(grid, abs(x)))
+    if i == 0:
+        r = 0.0
+    elif i == len(grid):
+        r = math.inf
+    else:
+        lo, hi = Fraction(grid[i - 1]), Fraction(grid[i])
+        below, above = Fraction(abs(x)) - lo, hi - Fraction(abs(x))
+        r = grid[i - 1] if below < above or (below == above and (i - 1) % 2 == 0) else grid[i]
+    if r > values[-1]:
+        r = math.inf if f.ieee_specials else math.nan
+    return math.copysign(r, x)
+
+
+@pytest.mark.parametrize("fmt", ["bf16", "fp8_e4m3", "fp8_e5m2"])
+@given(st.floats(allow_nan=False, allow_infinity=False, min_value=-1e5, max_value=1e5))
+def test_round_to_matches_exact_reference(fmt, x):
+    got, want = formats.round_to([x], fmt)[0], _nearest_even(x, fmt)
+    assert got == want or (math.isnan(got) and math.isnan(want))
+
+
+@given(st.floats(allow_nan=False, width=64))
+def test_round_to_fp16_matches_numpy_direct_cast(x):
+    with np.errstate(over="ignore"):
+        assert formats.round_to([x], "fp16")[0] == float(np.float16(x))  # numpy rounds float64 once
+
+
+@pytest.mark.parametrize("fmt", ["fp16", "fp8_e4m3", "fp8_e5m2"])
+def test_ulp_between_neighbours_is_their_gap(fmt):
+    f = formats.get_format(fmt)
+    patterns = np.arange(2 ** (f.bits - 1)).astype(np.uint16 if f.bits == 16 else np.uint8)
+    with np.errstate(invalid="ignore"):
+        values = patterns.view(f.dtype).astype(np.float64)
+    values = values[np.isfinite(values)]
+    inside = values[:-1] + 0.75 * np.diff(values)  # strictly between two neighbours
+    assert np.array_equal(formats.ulp(inside, fmt), np.diff(values))
+    assert formats.ulp(1000.0, "fp8_e5m2") == 128.0  # between 896 and 1024, though it rounds to 1024

@@ -70,10 +70,36 @@ def round_to(x, fmt: str | FloatFormat) -> np.ndarray:
 
     >>> round_to([0.1, 1/3, 448.0, 460.0], "fp8_e4m3").tolist()
     [0.1015625, 0.34375, 448.0, 448.0]
+
+    A float64 input is rounded once, straight to ``fmt`` (a detour through float32 would give 1.0 here):
+
+    >>> round_to([1 + 2**-11 + 2**-40], "fp16").tolist()
+    [1.0009765625]
     """
-    f = get_format(fmt)
+    return _cast(x, get_format(fmt)).astype(np.float64)
+
+
+def _cast(x, f: FloatFormat) -> np.ndarray:
+    """``x`` rounded once, to nearest with ties to even, and stored in ``f.dtype``.
+
+    A float64 -> float32 -> target cast can round twice (ml_dtypes converts float64 through float32
+    too): 1 + 2**-11 + 2**-40 becomes the fp16 tie 1 + 2**-11 in float32, which then goes to even,
+    1.0, although the value lies above the tie. So we round in float64, where the steps are exact:
+    |x| / step is a power-of-two rescaling, np.rint rounds it half to even, and the result is
+    representable in the target, so the final cast changes nothing.
+    """
     with np.errstate(over="ignore", invalid="ignore"):
-        return np.asarray(x, dtype=np.float64).astype(np.float32).astype(f.dtype).astype(np.float64)
+        x = np.asarray(x, dtype=np.float64)
+        finite = np.isfinite(x)
+        magnitude = np.where(finite, np.abs(x), 0.0)
+        _, e = np.frexp(magnitude)  # magnitude = m * 2**e with 0.5 <= m < 1, so its binade is e - 1
+        # step = 2**(binade - mantissa_bits); below the smallest normal the step stays fixed (subnormals)
+        step_exp = np.maximum(e - 1, 1 - f.bias) - f.mantissa_bits
+        rounded = np.ldexp(np.rint(np.ldexp(magnitude, -step_exp)), step_exp)
+        # Rounding up past the largest finite value overflows: inf (NaN in fp8_e4m3, which has no inf)
+        rounded = np.where(rounded > info(f).max, np.inf, rounded)
+        exact = np.where(finite, np.copysign(rounded, x), x)
+        return exact.astype(np.float32).astype(f.dtype)  # both casts are exact now
 
 
 def fields(x, fmt: str | FloatFormat = "fp32") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -83,9 +109,7 @@ def fields(x, fmt: str | FloatFormat = "fp32") -> tuple[np.ndarray, np.ndarray, 
     [[0, 1, 0], [127, 128, 123], [0, 2097152, 5033165]]
     """
     f = get_format(fmt)
-    with np.errstate(over="ignore", invalid="ignore"):
-        stored = np.asarray(x, dtype=np.float64).astype(np.float32).astype(f.dtype)
-    raw = stored.view(_UINT[f.bits]).astype(np.int64)
+    raw = _cast(x, f).view(_UINT[f.bits]).astype(np.int64)
     mantissa = raw & ((1 << f.mantissa_bits) - 1)
     exponent = (raw >> f.mantissa_bits) & ((1 << f.exponent_bits) - 1)
     sign = raw >> (f.bits - 1)
@@ -128,15 +152,25 @@ def compose(sign: int, exponent: int, mantissa: int, fmt: str | FloatFormat = "f
 
 
 def ulp(x, fmt: str | FloatFormat = "fp32") -> np.ndarray:
-    """Unit in the last place: the gap from ``|x|`` (rounded to ``fmt``) to the next value up.
+    """Unit in the last place: ``fmt``'s spacing ``2**(floor(log2|x|) - mantissa_bits)`` where ``|x|`` lies.
+
+    The binade is that of ``|x|`` itself (not of ``x`` rounded), so for a value between two
+    neighbours the ulp is the gap between them, and for a value of the format it is the gap to the
+    next value up. At a power of two the gap below is half of it. NaN for inf and NaN.
 
     >>> ulp([1.0, 1000.0, 0.0], "fp16").tolist()
     [0.0009765625, 0.5, 5.960464477539063e-08]
+    >>> ulp([1000.0, 1024.0], "fp8_e5m2").tolist()  # 1000 lies between 896 and 1024
+    [128.0, 256.0]
     """
     f = get_format(fmt)
-    _, exponent, _ = fields(np.abs(np.asarray(x, dtype=np.float64)), f)
-    # The gap is 2**(e - bias - mantissa_bits); subnormals share the gap of the smallest normals.
-    return np.ldexp(1.0, np.maximum(exponent, 1) - f.bias - f.mantissa_bits).astype(np.float64)
+    x = np.asarray(x, dtype=np.float64)
+    finite = np.isfinite(x)
+    _, e = np.frexp(np.where(finite, np.abs(x), 0.0))  # |x| = m * 2**e, 0.5 <= m < 1: binade e - 1
+    # Subnormals and 0 share the gap of the smallest normals: the binade never goes below 1 - bias.
+    binade = np.where(x == 0, 1 - f.bias, np.maximum(e - 1, 1 - f.bias))
+    gap = np.ldexp(1.0, binade - f.mantissa_bits)
+    return np.where(finite, gap, np.nan)
 
 
 class FormatInfo(NamedTuple):
