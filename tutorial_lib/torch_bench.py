@@ -68,5 +68,6 @@ def run(repeats: int) -> tuple[list[dict], str]:
             f"turns, torch {torch.__version__}, {THREADS} thread; speed-ups are relative to fp32 "
             f"in the same run. Size: bytes of the saved state dict (PT2E: the converted graph "
             f"without its unused float weights). Calibration: {CALIBRATION_IMAGES} training "
-            "images; QAT: one epoch of fine-tuning.")
+            "images; QAT: two epochs of fine-tuning, observers and BatchNorm statistics frozen "
+            "after the first.")
     return rows, note
