@@ -82,6 +82,24 @@ def test_converted_models_cover_the_new_ops(converted):
             "QUANTIZE", "DEQUANTIZE"} <= seen
 
 
+def test_split_v_with_every_output():
+    options = schema.SplitVOptionsT()
+    options.numSplits = 3
+    sizes, axis = np.array([2, 3, -1], np.int32), np.array(1, np.int32)
+    x = np.random.default_rng(6).integers(-128, 128, (5, 9, 2)).astype(np.int8)
+    content = single_op_model(
+        "SPLIT_V", [T(x.shape, np.int8, 0.1, 1), T((3,), np.int32, data=sizes),
+                    T((), np.int32, data=axis)],
+        [T((5, 2, 2), np.int8, 0.1, 1), T((5, 3, 2), np.int8, 0.1, 1),
+         T((5, 4, 2), np.int8, 0.1, 1)], options, "SplitVOptions")
+    it = tb.interpreter(content, reference=True)
+    it.set_tensor(it.get_input_details()[0]["index"], x)
+    it.invoke()
+    _, every = integer.run_int8_tflite(content, x, return_all=True)
+    for detail in it.get_output_details():
+        np.testing.assert_array_equal(every[detail["index"]], it.get_tensor(detail["index"]))
+
+
 def test_float_io_returns_float(converted):
     content, shape = converted["softmax_float_io"]
     probabilities = integer.run_int8_tflite(content, np.full((3, *shape), 0.5, np.float32))

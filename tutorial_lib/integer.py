@@ -660,10 +660,15 @@ def _check_input(x: np.ndarray, expected) -> np.ndarray:
     return x
 
 
+_DATA_MOVEMENT = ("RESHAPE", "STRIDED_SLICE", "SPLIT_V", "PACK", "SHAPE")
+
+
 def _check_full_integer(graph) -> None:
-    """Refuse models that compute in float: only QUANTIZE may read, DEQUANTIZE write, float."""
+    """Refuse models that compute in float. Only QUANTIZE reads float and DEQUANTIZE writes it;
+    ops that only move data (the converter sometimes leaves a SPLIT_V in float between a
+    DEQUANTIZE and a QUANTIZE) may carry float values unchanged."""
     for op in graph.operators:
-        if op.name in ("QUANTIZE", "DEQUANTIZE", "SHAPE"):
+        if op.name in ("QUANTIZE", "DEQUANTIZE", *_DATA_MOVEMENT):
             continue
         for i in op.inputs[:1]:
             if i >= 0 and graph.tensors[i].dtype == np.float32:
