@@ -351,7 +351,7 @@ def test_tie_cases_separate_single_from_double_rounding():
     # the checker's own double rounding, written by hand, agrees with the library's
     for m0, shift in [(2**30, -2), (1610612736, -6), (1717986918, -3), (2**30, 1)]:
         accs = np.arange(-300, 301, 7, dtype=np.int32)
-        assert [checks._requant_double(int(a), m0, shift) for a in accs] == \
+        assert [checks.integer._requant_double(int(a), m0, shift) for a in accs] == \
             tl.integer.multiply_by_quantized_multiplier(accs, m0, shift, rounding="double").tolist()
 
 
