@@ -143,8 +143,10 @@ def fake_quantize_lsq(x: torch.Tensor, scale: torch.Tensor, zero_point, quant_mi
     rounds in the forward pass and is the identity in the backward pass. Autograd then gives
     the straight-through gradient for ``x`` and, for each element, ``d x_hat / d s`` equal to
     ``round(x / s) - x / s`` inside the range and ``quant_min - z`` or ``quant_max - z`` where
-    clamped; LSQ multiplies the scale's gradient by ``grad_factor`` (the paper's
-    ``1 / sqrt(numel * quant_max)``) so that it learns at the pace of the weights. Matches
+    clamped; LSQ multiplies the scale's gradient by ``grad_factor``
+    (``1 / sqrt(numel * quant_max)``, with ``numel`` counting the whole batch as PyTorch's
+    ``_LearnableFakeQuantize`` does; the paper counts the features of one example) so that it
+    learns at the pace of the weights. Matches
     ``torch._fake_quantize_learnable_per_tensor_affine`` (and ``_per_channel_``) to float
     rounding: this divides by ``s`` where PyTorch multiplies by ``1 / s``, which can decide an
     exact tie differently. The zero point stays fixed.
