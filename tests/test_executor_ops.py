@@ -209,3 +209,41 @@ def test_every_unsupported_op_is_named_before_running():
 def test_op_table_in_the_docs_lists_every_op():
     for op in integer.TFLITE_OPS:
         assert op in integer.__doc__, op
+
+
+def test_a_real_streaming_keyword_spotter_frame_by_frame():
+    # microWakeWord's int8 "Alexa" model (tutorial_lib/third_party/microwakeword): resource
+    # variables, CALL_ONCE, CONCATENATION, STRIDED_SLICE, depthwise convs, LOGISTIC, uint8 out.
+    from tutorial_lib import models
+
+    content = models.keyword_spotter()
+    graph = tflite_file.read(content)
+    assert {"CALL_ONCE", "VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "LOGISTIC"} <= {
+        op.name for op in graph.operators}
+    it = tb.interpreter(content, reference=True, keep_intermediates=True)
+    detail = it.get_input_details()[0]
+    session = integer.Int8Session(content)
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(-128, 128, detail["shape"]).astype(np.int8) for _ in range(12)]
+    frames += [np.clip(np.cumsum(rng.integers(-20, 21, detail["shape"]), axis=-1), -128, 127)
+               .astype(np.int8) for _ in range(12)]
+    compared = 0
+    for frame in frames:
+        it.set_tensor(detail["index"], frame)
+        it.invoke()
+        _, values = session(frame, return_all=True)
+        for op in graph.operators:
+            for i in op.outputs:
+                if isinstance(values.get(i), np.ndarray) and values[i].dtype != object:
+                    np.testing.assert_array_equal(values[i], it.get_tensor(i), err_msg=op.name)
+                    compared += values[i].size
+    assert compared > 200_000
+    # The state matters: the last frame alone, from a fresh state, gives other activations.
+    _, fresh = integer.Int8Session(content)(frames[-1], return_all=True)
+    assert any(np.any(fresh[i] != values[i]) for op in graph.operators for i in op.outputs
+               if isinstance(values.get(i), np.ndarray) and values[i].dtype != object)
+    session.reset()
+    assert session.variables == {}
+    # run_int8_tflite runs one call from the initial state
+    np.testing.assert_array_equal(integer.run_int8_tflite(content, frames[-1]),
+                                  integer.Int8Session(content)(frames[-1]))

@@ -33,6 +33,9 @@ PAD, PADV2                    filled with the zero point (PAD) or the given cons
 CONCATENATION                 copy (inputs share the output's scale, as LiteRT requires)
 RESHAPE, STRIDED_SLICE,       data movement only
 SPLIT_V, PACK, SHAPE
+CALL_ONCE, VAR_HANDLE,        state kept between calls of a streaming model
+READ_VARIABLE,                (``Int8Session``)
+ASSIGN_VARIABLE
 ============================  =========================================================
 
 Any other op raises NotImplementedError naming it.
@@ -53,7 +56,7 @@ __all__ = [
     "activation_range",
     "fully_connected", "fully_connected_acc", "conv2d", "conv2d_acc", "depthwise_conv2d",
     "depthwise_conv2d_acc", "max_pool2d", "average_pool2d", "mean", "add",
-    "requantize_int8", "dequantize_op", "exp_on_negative_values", "softmax_params", "softmax", "logistic_table", "logistic",
+    "Int8Session", "requantize_int8", "dequantize_op", "exp_on_negative_values", "softmax_params", "softmax", "logistic_table", "logistic",
     "fold_batchnorm", "run_int8_tflite", "TFLITE_OPS",
 ]
 
@@ -399,15 +402,18 @@ def add(x1_q, zero_point1: int, scale1: float, x2_q, zero_point2: int, scale2: f
 # ---------------------------------------------------------------- quantize, dequantize, rescale
 
 def requantize_int8(q, input_scale: float, input_zero_point: int, output_scale: float,
-                    output_zero_point: int) -> np.ndarray:
-    """int8 to int8 with another scale and zero point (TFLite's QUANTIZE op on int8 input).
+                    output_zero_point: int, output_dtype=np.int8) -> np.ndarray:
+    """Integers to integers with another scale and zero point (TFLite's QUANTIZE op on integer
+    input: int8 to int8, or int8 to uint8 at a model's output).
 
-    ``M = S_in / S_out`` as a fixed-point multiplier, applied to ``q - Z_in``.
+    ``M = S_in / S_out`` as a fixed-point multiplier, applied to ``q - Z_in``; the result is
+    clamped to ``output_dtype``'s range.
     """
     m0, shift = quantize_multiplier(float(np.float32(input_scale)) / float(np.float32(output_scale)))
     acc = np.asarray(q, dtype=np.int64) - input_zero_point
     out = multiply_by_quantized_multiplier(acc, m0, shift) + output_zero_point
-    return np.clip(out, -128, 127).astype(np.int8)
+    info = np.iinfo(output_dtype)
+    return np.clip(out, info.min, info.max).astype(output_dtype)
 
 
 def dequantize_op(q, scale: float, zero_point: int) -> np.ndarray:
@@ -421,7 +427,8 @@ def _quantize_op(x, in_t, out_t) -> np.ndarray:
 
     if x.dtype == np.float32:  # TFLite's reference: round(x / S) half away from zero, + Z
         return quantize(x, np.float32(out_t.scale), int(out_t.zero_point), rounding="half_away")
-    return requantize_int8(x, in_t.scale, int(in_t.zero_point), out_t.scale, int(out_t.zero_point))
+    return requantize_int8(x, in_t.scale, int(in_t.zero_point), out_t.scale, int(out_t.zero_point),
+                           out_t.dtype)
 
 
 # ---------------------------------------------------------------- softmax and logistic
@@ -605,7 +612,7 @@ def fold_batchnorm(w, b, gamma, beta, mean, var, eps: float = 1e-5, axis: int = 
 TFLITE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MAX_POOL_2D",
               "AVERAGE_POOL_2D", "MEAN", "ADD", "RESHAPE", "QUANTIZE", "DEQUANTIZE", "PAD",
               "PADV2", "CONCATENATION", "STRIDED_SLICE", "SPLIT_V", "PACK", "SHAPE", "SOFTMAX",
-              "LOGISTIC")
+              "LOGISTIC", "CALL_ONCE", "VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE")
 
 
 def run_int8_tflite(model_content: bytes, x, return_all: bool = False,
@@ -614,38 +621,95 @@ def run_int8_tflite(model_content: bytes, x, return_all: bool = False,
 
     ``x`` has the model's own input type: int8, or float32 when the graph starts with a QUANTIZE
     op (``tl.tflite_bridge.convert(..., "full_integer")``); the result has the model's own output
-    type (int8, or float32 after a final DEQUANTIZE). Bit-exact with LiteRT run with
-    ``OpResolverType.BUILTIN_REF``. Supported ops are listed in ``TFLITE_OPS``; any other op
-    raises NotImplementedError naming it. With ``return_all=True`` it also returns every tensor by
-    index, for debugging. ``requantization="xnnpack"`` requantizes convolutions and fully
-    connected layers in float32 as XNNPACK does (``requantize_fp32``), to reproduce LiteRT's
-    default CPU results instead.
-    """
-    if requantization not in ("reference", "xnnpack"):
-        raise ValueError(f"requantization must be 'reference' or 'xnnpack'; got {requantization!r}.")
-    from tutorial_lib import tflite_file
+    type (int8, or float32 after a final DEQUANTIZE). A model with several inputs takes a list.
+    Bit-exact with LiteRT run with ``OpResolverType.BUILTIN_REF``. Supported ops are listed in
+    ``TFLITE_OPS``; any other op raises NotImplementedError naming it, before anything runs.
+    With ``return_all=True`` it also returns every tensor of the main graph by index, for
+    debugging. ``requantization="xnnpack"`` requantizes convolutions and fully connected layers
+    in float32 as XNNPACK does (``requantize_fp32``), to reproduce LiteRT's default CPU results.
 
-    graph = tflite_file.read(model_content)
-    for op in graph.operators:
-        if op.name not in TFLITE_OPS:
-            raise NotImplementedError(
-                f"{op.name} is not implemented in tl.run_int8_tflite "
-                f"(supported: {', '.join(TFLITE_OPS)}).")
-    _check_full_integer(graph)
-    xs = [x] if len(graph.inputs) == 1 else list(x)
-    if len(xs) != len(graph.inputs):
-        raise ValueError(f"this model has {len(graph.inputs)} inputs: pass a list of "
-                         f"{len(graph.inputs)} arrays; got {len(xs)}.")
-    values: dict[int, np.ndarray] = {i: t.data for i, t in enumerate(graph.tensors)
-                                     if t.data is not None}
-    for inp, x in zip(graph.inputs, xs, strict=True):
-        values[inp] = _check_input(np.asarray(x), graph.tensors[inp].dtype)
-    for op in graph.operators:
-        outputs = _run_op(graph, op, values, requantization == "xnnpack")
-        for index, value in zip(op.outputs, outputs, strict=True):
-            values[index] = value
-    out = values[graph.outputs[0]]
-    return (out, values) if return_all else out
+    A streaming model (one that keeps state in resource variables between calls) starts from
+    its initial state here; to feed it frame after frame, use ``Int8Session``.
+    """
+    return Int8Session(model_content, requantization)(x, return_all=return_all)
+
+
+class Int8Session:
+    """One loaded model and its state between calls, for streaming models.
+
+    Streaming keyword spotters keep the last few frames of each layer in resource variables:
+    VAR_HANDLE names a variable, READ_VARIABLE and ASSIGN_VARIABLE read and write it, and
+    CALL_ONCE runs an initialisation subgraph (zeros, usually) on the first call only. The state
+    lives in ``self.variables`` (name -> array), so two sessions never share it; ``reset()``
+    starts over. Each call is bit-exact with one ``invoke()`` of LiteRT's reference kernels.
+    """
+
+    def __init__(self, model_content: bytes, requantization: str = "reference") -> None:
+        if requantization not in ("reference", "xnnpack"):
+            raise ValueError(
+                f"requantization must be 'reference' or 'xnnpack'; got {requantization!r}.")
+        from tutorial_lib import tflite_file
+
+        self.graphs = tflite_file.read_all(model_content)
+        for graph in self.graphs:
+            for op in graph.operators:
+                if op.name not in TFLITE_OPS:
+                    raise NotImplementedError(
+                        f"{op.name} is not implemented in tl.run_int8_tflite "
+                        f"(supported: {', '.join(TFLITE_OPS)}).")
+            _check_full_integer(graph)
+        self.fp32_requantization = requantization == "xnnpack"
+        self.variables: dict[str, np.ndarray] = {}
+        self.initialized: set[int] = set()
+
+    def reset(self) -> None:
+        """Forget the state: the next call starts from the model's initial values."""
+        self.variables.clear()
+        self.initialized.clear()
+
+    def __call__(self, x, return_all: bool = False):
+        graph = self.graphs[0]
+        xs = [x] if len(graph.inputs) == 1 else list(x)
+        if len(xs) != len(graph.inputs):
+            raise ValueError(f"this model has {len(graph.inputs)} inputs: pass a list of "
+                             f"{len(graph.inputs)} arrays; got {len(xs)}.")
+        inputs = [_check_input(np.asarray(x), graph.tensors[i].dtype)
+                  for i, x in zip(graph.inputs, xs, strict=True)]
+        values = self._run_graph(0, inputs)
+        out = values[graph.outputs[0]]
+        return (out, values) if return_all else out
+
+    def _run_graph(self, index: int, inputs: list[np.ndarray]) -> dict[int, np.ndarray]:
+        graph = self.graphs[index]
+        values: dict[int, np.ndarray] = {i: t.data for i, t in enumerate(graph.tensors)
+                                         if t.data is not None}
+        values.update(zip(graph.inputs, inputs, strict=True))
+        for op in graph.operators:
+            outputs = self._run_state_op(op, values) if op.name in _STATE_OPS else \
+                _run_op(graph, op, values, self.fp32_requantization)
+            for i, value in zip(op.outputs, outputs, strict=True):
+                values[i] = value
+        return values
+
+    def _run_state_op(self, op, values) -> tuple:
+        if op.name == "CALL_ONCE":
+            subgraph = op.options["init_subgraph_index"]
+            if subgraph not in self.initialized:
+                self.initialized.add(subgraph)
+                self._run_graph(subgraph, [])
+            return ()
+        if op.name == "VAR_HANDLE":  # the handle is the variable's name
+            return (np.array(op.options.get("shared_name", ""), dtype=object),)
+        name = str(values[op.inputs[0]])
+        if op.name == "ASSIGN_VARIABLE":
+            self.variables[name] = np.array(values[op.inputs[1]], copy=True)
+            return ()
+        if name not in self.variables:  # READ_VARIABLE
+            raise ValueError(f"variable {name!r} is read before anything assigned it.")
+        return (self.variables[name].copy(),)
+
+
+_STATE_OPS = ("CALL_ONCE", "VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE")
 
 
 def _check_input(x: np.ndarray, expected) -> np.ndarray:

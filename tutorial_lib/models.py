@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # for type hints only: the frameworks load inside the functio
     import torch
 
 __all__ = ["CNN_LAYERS", "INPUT_SHAPE", "LAYER_SPECS", "LayerSpec", "count_params",
-           "keras_cnn", "torch_cnn"]
+           "keras_cnn", "torch_cnn", "keyword_spotter"]
 
 INPUT_SHAPE = (1, 32, 32)
 """Channels, height, width of one input image (a 32x32 grey digit)."""
@@ -167,3 +167,18 @@ def keras_cnn(trained: bool = True, seed: int = 0) -> tf_keras.Model:
         return tflite_bridge.trained_cnn_keras(seed)
     tflite_bridge.tf_keras.utils.set_random_seed(seed)
     return tflite_bridge.course_cnn_keras()
+
+
+def keyword_spotter() -> bytes:
+    """microWakeWord's streaming int8 "Alexa" spotter as ``.tflite`` bytes (Apache-2.0).
+
+    A real TinyML model from the field, shipped with its license and provenance in
+    ``tutorial_lib/third_party/microwakeword``. Run it frame by frame with
+    ``tl.integer.Int8Session``.
+
+    >>> keyword_spotter()[4:8]
+    b'TFL3'
+    """
+    from pathlib import Path
+
+    return (Path(__file__).parent / "third_party" / "microwakeword" / "alexa.tflite").read_bytes()

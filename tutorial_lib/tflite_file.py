@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Tensor", "Operator", "Graph", "read"]
+__all__ = ["Tensor", "Operator", "Graph", "read", "read_all"]
 
 _DTYPES = {"FLOAT32": np.float32, "FLOAT16": np.float16, "INT32": np.int32, "UINT8": np.uint8,
            "INT64": np.int64, "INT16": np.int16, "INT8": np.int8, "BOOL": np.bool_}
@@ -76,24 +76,36 @@ def _options(schema, opts) -> dict:
                       ("numSplits", "num_splits"), ("beginMask", "begin_mask"),
                       ("endMask", "end_mask"), ("ellipsisMask", "ellipsis_mask"),
                       ("newAxisMask", "new_axis_mask"), ("shrinkAxisMask", "shrink_axis_mask"),
-                      ("offset", "offset")):
+                      ("offset", "offset"), ("initSubgraphIndex", "init_subgraph_index")):
         if hasattr(opts, attr):
             found[key] = getattr(opts, attr)
+    if hasattr(opts, "sharedName"):  # a resource variable's name (VAR_HANDLE)
+        name = opts.sharedName
+        found["shared_name"] = name.decode() if isinstance(name, bytes) else str(name or "")
     return found
 
 
 def read(model_content: bytes) -> Graph:
-    """Parse the first subgraph of a .tflite model.
+    """Parse the first (main) subgraph of a .tflite model.
 
     Raises ValueError if the bytes are not a TFLite model.
     """
+    return read_all(model_content)[0]
+
+
+def read_all(model_content: bytes) -> list[Graph]:
+    """Parse every subgraph of a .tflite model (the main one first; streaming models keep the
+    initialisation of their state variables in a second one, run by CALL_ONCE)."""
     from ai_edge_litert import schema_py_generated as schema
 
     buf = bytes(model_content)
     if len(buf) < 8 or buf[4:8] != b"TFL3":
         raise ValueError("these bytes are not a .tflite model (the file identifier 'TFL3' is missing).")
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(buf, 0))
-    subgraph = model.subgraphs[0]
+    return [_read_subgraph(schema, model, subgraph) for subgraph in model.subgraphs]
+
+
+def _read_subgraph(schema, model, subgraph) -> Graph:
     types = _names(schema.TensorType)
     ops = _names(schema.BuiltinOperator)
     tensors = []
@@ -116,8 +128,13 @@ def read(model_content: bytes) -> Graph:
     for op in subgraph.operators:
         code = model.operatorCodes[op.opcodeIndex]
         builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
-        operators.append(Operator(ops[builtin], [int(i) for i in op.inputs],
-                                  [int(i) for i in op.outputs],
+        operators.append(Operator(ops[builtin], [int(i) for i in _list(op.inputs)],
+                                  [int(i) for i in _list(op.outputs)],
                                   _options(schema, op.builtinOptions)))
-    return Graph(tensors, operators, [int(i) for i in subgraph.inputs],
-                 [int(i) for i in subgraph.outputs])
+    return Graph(tensors, operators, [int(i) for i in _list(subgraph.inputs)],
+                 [int(i) for i in _list(subgraph.outputs)])
+
+
+def _list(values) -> list:
+    """FlatBuffer vectors that are absent (an op or subgraph without inputs) read as None."""
+    return [] if values is None else list(values)
