@@ -99,14 +99,12 @@ def saturating_rounding_doubling_high_mul(a, b) -> np.ndarray:
     a = np.asarray(a, dtype=np.int64)
     b = np.asarray(b, dtype=np.int64)
     ab = a * b  # |a|, |b| < 2**31, so the product fits in int64
-    negative = (ab >> 63) & ((1 << 31) - 1)  # 2**31 - 1 where ab < 0, else 0 (no branches)
-    v = ab + (1 << 30) - negative  # the nudge: +2**30, or 1 - 2**30 for negative products
-    # C++ integer division truncates toward zero: a negative v gets 2**31 - 1 added before the
-    # arithmetic shift, which otherwise would round it toward minus infinity.
-    high = (v + ((v >> 63) & ((1 << 31) - 1))) >> 31
-    if np.any(b == INT32_MIN):  # the one product that does not fit: MIN * MIN saturates
-        high = np.where((a == INT32_MIN) & (b == INT32_MIN), INT32_MAX, high)
-    return high
+    nudge = np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
+    v = ab + nudge
+    # C++ integer division truncates toward zero: shift the magnitude, then restore the sign.
+    high = np.where(v >= 0, v >> 31, -((-v) >> 31))
+    overflow = (a == INT32_MIN) & (b == INT32_MIN)
+    return np.where(overflow, INT32_MAX, high)
 
 
 def rounding_divide_by_pot(x, exponent) -> np.ndarray:
