@@ -48,7 +48,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from tutorial_lib.affine import _int_dtype
+from tutorial_lib.affine import _int_dtype, _round_half_away
 
 __all__ = [
     "quantize_multiplier", "saturating_rounding_doubling_high_mul", "rounding_divide_by_pot",
@@ -358,7 +358,7 @@ def requantize_double(acc, real_multiplier, output_zero_point: int, act_min: int
     of its convolutions.
     """
     scaled = np.asarray(acc, dtype=np.float64) * np.asarray(real_multiplier, dtype=np.float64)
-    out = np.sign(scaled) * np.floor(np.abs(scaled) + 0.5) + output_zero_point
+    out = _round_half_away(scaled) + output_zero_point
     return np.clip(out, act_min, act_max).astype(np.int8)
 
 
@@ -562,11 +562,6 @@ def _expf(v) -> np.ndarray:
         return np.exp(np.asarray(v, dtype=np.float64)).astype(np.float32)
 
 
-def _round_away(v) -> np.ndarray:
-    v = np.asarray(v, dtype=np.float64)
-    return np.sign(v) * np.floor(np.abs(v) + 0.5)
-
-
 def logistic_table(input_scale: float, input_zero_point: int, output_scale: float,
                    output_zero_point: int) -> np.ndarray:
     """``table[q + 128]``: the int8 sigmoid of every int8 input, as LiteRT's Prepare makes it.
@@ -578,7 +573,7 @@ def logistic_table(input_scale: float, input_zero_point: int, output_scale: floa
     x = (np.float32(input_scale) * (q - input_zero_point).astype(np.float32)).astype(np.float32)
     sig = (np.float32(1) / (np.float32(1) + _expf(-x))).astype(np.float32)
     scaled = (sig * (np.float32(1) / np.float32(output_scale))).astype(np.float32)
-    return np.clip(_round_away(scaled) + output_zero_point, -128, 127).astype(np.int8)
+    return np.clip(_round_half_away(scaled) + output_zero_point, -128, 127).astype(np.int8)
 
 
 def logistic(x_q, input_scale: float, input_zero_point: int, output_scale: float,
