@@ -410,10 +410,9 @@ def requantize_int8(q, input_scale: float, input_zero_point: int, output_scale: 
     clamped to ``output_dtype``'s range.
     """
     m0, shift = quantize_multiplier(float(np.float32(input_scale)) / float(np.float32(output_scale)))
-    acc = np.asarray(q, dtype=np.int64) - input_zero_point
-    out = multiply_by_quantized_multiplier(acc, m0, shift) + output_zero_point
     info = np.iinfo(output_dtype)
-    return np.clip(out, info.min, info.max).astype(output_dtype)
+    return requantize(np.asarray(q, dtype=np.int64) - input_zero_point, m0, shift,
+                      output_zero_point, info.min, info.max)
 
 
 def dequantize_op(q, scale: float, zero_point: int) -> np.ndarray:
