@@ -14,8 +14,22 @@ OTHER_CPU := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUC
 
 .PHONY: lab test test-lib test-notebooks test-exercises test-other-cpu lint lesson bench env clean
 
+# JupyterLab serves the whole course folder (notebooks/, exercises/, solutions/) and opens lesson 00.
+# Extra options go through LAB_ARGS, e.g. on a remote machine:
+#   make lab LAB_ARGS="--no-browser --ip=127.0.0.1 --port=8888"
+LAB_ARGS ?=
+LAB_OPTS := --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/notebooks/00_start_here.ipynb
+
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/00_start_here.ipynb
+	@if [ "$$(id -u)" = 0 ] && ! echo " $(LAB_ARGS) " | grep -qE -- ' --allow-root|allow_root=True'; then \
+	  echo "make lab: you are root, and Jupyter refuses to run as root unless told to."; \
+	  echo "  Best: run 'make lab' as an ordinary user."; \
+	  echo "  In a container or classroom image where root is the only user, say so explicitly:"; \
+	  echo "    make lab LAB_ARGS=--allow-root"; \
+	  echo "  It is off by default because every notebook cell, and the terminal in JupyterLab,"; \
+	  echo "  runs with the server's rights: as root, a cell can change anything on the machine."; \
+	  exit 2; fi
+	$(VENV)/bin/jupyter lab $(LAB_OPTS) $(LAB_ARGS)
 
 test: $(STAMP) lint test-lib test-notebooks test-exercises test-other-cpu
 	@echo "All course tests passed."
