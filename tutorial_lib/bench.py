@@ -1,12 +1,15 @@
-"""The course's benchmarks: ``python -m tutorial_lib.bench {torch,tflite} [--repeats N]``.
+"""The course's benchmarks: ``python -m tutorial_lib.bench [torch|tflite|sweep] [--repeats N]``.
 
 Each suite measures accuracy, size and latency of one framework's quantized models side by side
 in one run, so that speed-ups are ratios taken on the same machine at the same time. Results go
-to ``results/bench_<suite>.json`` and ``results/bench_<suite>.md`` with a description of the
-machine; the README's results section shows the Markdown tables.
+to ``results/bench_<suite>.json`` and ``results/bench_<suite>.md`` (and a plot,
+``results/bench_<suite>.png``, for a suite that draws one) with a description of the machine and
+its int8 instructions; the README's results section shows them. Without a suite name, every
+suite runs, one after the other.
 
-A suite is a module with ``TITLE: str`` and ``run(repeats: int) -> tuple[list[dict], str]``,
-returning the rows (one dict per model variant) and a short note on what was measured.
+A suite is a module with ``TITLE: str`` and ``run(repeats: int)`` returning ``(rows, note)``,
+optionally followed by more Markdown and a matplotlib figure: the rows are one dict per model
+variant, the note says what was measured.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from pathlib import Path
 
 from tutorial_lib import env
 
-SUITES = {"torch": "tutorial_lib.torch_bench", "tflite": "tutorial_lib.tflite_bench"}
+SUITES = {"torch": "tutorial_lib.torch_bench", "tflite": "tutorial_lib.tflite_bench",
+          "sweep": "tutorial_lib.sweep_bench"}
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 
 
@@ -32,26 +36,46 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("suite", choices=sorted(SUITES))
-    parser.add_argument("--repeats", type=int, default=50, help="timed runs per measurement")
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args(argv)
-    suite = importlib.import_module(SUITES[args.suite])
-    rows, note = suite.run(args.repeats)
+def run_suite(name: str, repeats: int, out: Path) -> str:
+    """Run one suite and write its results; return the Markdown written."""
+    suite = importlib.import_module(SUITES[name])
+    rows, note, *more = suite.run(repeats)
+    extra = more[0] if more else ""
+    fig = more[1] if len(more) > 1 else None
     machine = env.machine()
+    features = env.int8_features()
     versions = env.versions()
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
-    args.out.mkdir(parents=True, exist_ok=True)
-    header = (f"{suite.TITLE}. Measured {stamp} on {machine['cpu']} ({machine['cores']} cores), "
-              f"Python {versions['python']}, {args.repeats} timed runs per latency. {note}")
+    out.mkdir(parents=True, exist_ok=True)
+    have = ", ".join(k for k, ok in features.items() if ok) or "none of those the course lists"
+    header = (f"{suite.TITLE}. Measured {stamp} on {machine['cpu']} ({machine['cores']} cores; "
+              f"int8 instructions: {have}), Python {versions['python']}, {repeats} timed runs per "
+              f"latency. {note}")
     text = f"{header}\n\n{markdown_table(rows)}\n"
-    (args.out / f"bench_{args.suite}.md").write_text(text)
-    (args.out / f"bench_{args.suite}.json").write_text(json.dumps(
-        {"suite": args.suite, "date": stamp, "machine": machine, "versions": versions,
-         "repeats": args.repeats, "note": note, "rows": rows}, indent=1) + "\n")
-    print(text)
+    if fig is not None:
+        fig.savefig(out / f"bench_{name}.png", dpi=110)
+        text += f"\n![speed-up against model size](bench_{name}.png)\n"
+    if extra:
+        text += f"\n{extra}"
+    (out / f"bench_{name}.md").write_text(text)
+    (out / f"bench_{name}.json").write_text(json.dumps(
+        {"suite": name, "date": stamp, "machine": machine, "int8_features": features,
+         "versions": versions, "repeats": repeats, "note": note, "rows": rows, "extra": extra},
+        indent=1) + "\n")
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("suite", nargs="?", choices=sorted(SUITES),
+                        help="one suite (default: all of them)")
+    parser.add_argument("--repeats", type=int, default=30, help="timed runs per measurement")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1; got {args.repeats}.")
+    for name in [args.suite] if args.suite else list(SUITES):
+        print(run_suite(name, args.repeats, args.out))
     return 0
 
 

@@ -9,7 +9,7 @@ import socket
 from collections.abc import Iterator
 from importlib import metadata
 
-__all__ = ["versions", "machine", "offline", "NetworkBlockedError"]
+__all__ = ["versions", "machine", "int8_features", "INT8_FEATURES", "offline", "NetworkBlockedError"]
 
 PACKAGES = ("numpy", "matplotlib", "scikit-learn", "ml_dtypes", "torch", "torchao", "tensorflow",
             "tf-keras", "tensorflow-model-optimization", "ai-edge-litert", "jupyterlab", "nbval")
@@ -39,6 +39,43 @@ def machine() -> dict[str, str]:
         cpu = names[0] if names else cpu
     return {"system": f"{platform.system()} {platform.release()}", "cpu": cpu,
             "cores": str(os.cpu_count())}
+
+
+INT8_FEATURES = (
+    ("avx2", "AVX2", "256-bit integer vectors; int8 products go through 16-bit sums "
+     "(vpmaddubsw), the baseline of fbgemm, oneDNN and XNNPACK on x86"),
+    ("avx512bw", "AVX-512", "512-bit integer vectors: twice AVX2's width"),
+    ("avx512_vnni", "AVX-512 VNNI", "vpdpbusd: 64 u8 x s8 products summed into 16 int32 in one "
+     "instruction, about 3x fewer instructions than AVX2 for an int8 dot product"),
+    ("avx_vnni", "AVX-VNNI", "the same dot-product instruction on 256-bit vectors"),
+    ("amx_int8", "AMX-INT8", "tile unit: a 16x64 by 64x16 int8 matrix product per instruction, "
+     "used by oneDNN for large enough layers"),
+    ("asimddp", "Arm dot product", "SDOT/UDOT: four int8 products summed into int32 per lane"),
+    ("i8mm", "Arm int8 matrix multiply", "SMMLA: a 2x8 by 8x2 int8 matrix product per lane"),
+)
+"""(cpuinfo flag, name, what it does for int8) for the instructions int8 kernels look for."""
+
+
+def int8_features(flags: str | None = None) -> dict[str, bool]:
+    """Which int8 instructions this CPU has, by the names of ``INT8_FEATURES``.
+
+    Read from the ``flags`` (x86) or ``Features`` (Arm) line of ``/proc/cpuinfo`` on Linux;
+    ``flags`` can be given instead. Elsewhere every entry is False: check your CPU's data sheet.
+    The float kernels' own choice is another matter: ``torch.backends.cpu.get_cpu_capability()``.
+
+    >>> int8_features("fpu avx2 avx512bw avx512_vnni")["AVX-512 VNNI"]
+    True
+    >>> int8_features("fpu avx2")["AMX-INT8"]
+    False
+    """
+    if flags is None:
+        flags = ""
+        with contextlib.suppress(OSError):
+            with open("/proc/cpuinfo") as f:
+                lines = [line for line in f if line.startswith(("flags", "Features"))]
+            flags = lines[0].split(":", 1)[1] if lines else ""
+    present = set(flags.split())
+    return {name: flag in present for flag, name, _ in INT8_FEATURES}
 
 
 class NetworkBlockedError(RuntimeError):
