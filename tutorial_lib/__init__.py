@@ -24,7 +24,7 @@ __version__ = "0.1.0"
 _SUBMODULES = {
     "affine", "checks", "data", "formats", "metrics", "models", "tflite_bridge", "torch_bridge",
     "viz", "env", "integer", "tflite_file", "observers", "packing", "groupwise",
-    "qat", "tf_fake_quant", "shipped",
+    "qat", "tf_fake_quant", "shipped", "speed",
 }
 
 __all__ = ["QParams", "choose_qparams", "dequantize", "fake_quantize", "qrange", "quantize",
