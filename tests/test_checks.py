@@ -222,6 +222,14 @@ def keep_linears_in_float():
     return quantizer
 
 
+# lesson 09's references and mistakes live in tests/test_compression_checks.py
+from tests.test_compression_checks import MISTAKES as _MISTAKES_09  # noqa: E402
+from tests.test_compression_checks import REFERENCES as _REFERENCES_09  # noqa: E402
+
+REFERENCES.update(_REFERENCES_09)
+MISTAKES.update(_MISTAKES_09)
+
+
 def checker(name):
     return getattr(checks, f"check_{name}")
 

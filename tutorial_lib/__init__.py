@@ -25,6 +25,7 @@ _SUBMODULES = {
     "affine", "checks", "data", "formats", "metrics", "models", "tflite_bridge", "torch_bridge",
     "viz", "env", "integer", "tflite_file", "observers", "packing", "groupwise",
     "qat", "tf_fake_quant", "shipped", "speed",
+    "pruning", "clustering", "distill", "torch_compress", "keras_compress",
 }
 
 __all__ = ["QParams", "choose_qparams", "dequantize", "fake_quantize", "qrange", "quantize",

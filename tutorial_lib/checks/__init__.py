@@ -11,7 +11,7 @@ the library's own functions are checked by the same cases (see tests/test_checks
 
 The package reads in lesson order: ``runner`` (cases, the runners, ``expect``), then one module
 per topic: ``formats`` (01), ``affine`` (02), ``calibration`` (03), ``integer`` (04), ``qat``
-(05), ``pytorch`` (06), ``tflite`` (07) and ``tfmot`` (08).
+(05), ``pytorch`` (06), ``tflite`` (07), ``tfmot`` (08) and ``compression`` (09).
 """
 
 from tutorial_lib.checks.affine import (
@@ -27,6 +27,13 @@ from tutorial_lib.checks.calibration import (
     check_per_channel_qparams,
     check_percentile_observer,
     check_unpack_int4,
+)
+from tutorial_lib.checks.compression import (
+    check_assign_clusters,
+    check_clustered_bytes,
+    check_global_masks,
+    check_kd_loss,
+    check_magnitude_mask,
 )
 from tutorial_lib.checks.formats import (
     check_fp16_below,
@@ -93,4 +100,7 @@ __all__ = [
     "check_largest_scale",
     # lesson 08: QAT with tfmot
     "check_nudge", "check_fake_quant_min_max", "check_ema_range", "check_qat_recovery",
+    # lesson 09: pruning, clustering, distillation
+    "check_magnitude_mask", "check_global_masks", "check_assign_clusters", "check_kd_loss",
+    "check_clustered_bytes",
 ]

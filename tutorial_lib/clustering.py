@@ -1,0 +1,143 @@
+"""Weight clustering (군집화): every weight of a tensor takes one of ``k`` shared values.
+
+The ``k`` values (the *centroids*, together the *codebook*, 코드북) are chosen by k-means in one
+dimension: start from some centroids, give each weight the nearest one (``assign_clusters``),
+move each centroid to the mean of its weights, repeat (``kmeans``). A clustered tensor is
+stored as the codebook plus one ``ceil(log2 k)``-bit index per weight (``packed_bytes``):
+16 clusters need 4 bits per weight instead of 32.
+
+tfmot's ``cluster_weights`` starts from the same kind of centroids (``linear_centroids`` is its
+``CentroidInitialization.LINEAR``) and assigns with the same rule, but then trains the centroids
+by gradient descent together with the rest of the model instead of running Lloyd's iterations.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from tutorial_lib._validate import as_finite_float32
+
+__all__ = ["linear_centroids", "assign_clusters", "kmeans", "cluster", "packed_bytes",
+           "bits_per_index", "unique_per_channel"]
+
+
+def _check_k(k) -> int:
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise ValueError(f"the number of clusters must be a positive integer (8 or 16 are "
+                         f"usual); got {k!r}.")
+    return int(k)
+
+
+def linear_centroids(w, k: int) -> np.ndarray:
+    """``k`` float32 centroids evenly spaced from ``min(w)`` to ``max(w)`` (tfmot's LINEAR init).
+
+    >>> linear_centroids([-1.0, 0.2, 3.0], 5).tolist()
+    [-1.0, 0.0, 1.0, 2.0, 3.0]
+    """
+    w = as_finite_float32(w, "w")
+    k = _check_k(k)
+    return np.linspace(w.min(), w.max(), k, dtype=np.float32)
+
+
+def assign_clusters(w, centroids) -> np.ndarray:
+    """Index (int64) of the nearest centroid for every weight; a tie goes to the lower index.
+
+    This is tfmot's assignment (``tf.argmin(abs(w - c))``), and the first step of k-means.
+
+    >>> assign_clusters([[-0.9, 0.4], [0.5, 2.6]], [-1.0, 0.0, 1.0, 2.0, 3.0]).tolist()
+    [[0, 1], [1, 4]]
+    """
+    w = as_finite_float32(w, "w")
+    centroids = as_finite_float32(centroids, "centroids")
+    if centroids.ndim != 1:
+        raise ValueError(f"centroids must be a 1-D array (one value per cluster); got shape "
+                         f"{centroids.shape}.")
+    distance = np.abs(w[..., None].astype(np.float64) - centroids.astype(np.float64))
+    return np.argmin(distance, axis=-1).astype(np.int64)
+
+
+def kmeans(w, k: int, iterations: int = 30, init=None) -> tuple[np.ndarray, np.ndarray]:
+    """Lloyd's k-means on the values of ``w``: ``(centroids float32, indices int64)``.
+
+    Starts from ``init`` (default: ``linear_centroids(w, k)``), then alternates assignment and
+    update (each centroid becomes the mean of its weights; an empty cluster keeps its value) until
+    nothing moves or ``iterations`` rounds are done.
+
+    >>> centroids, indices = kmeans([0.0, 0.1, 0.2, 0.9, 1.0], 2)
+    >>> [round(float(c), 3) for c in centroids], indices.tolist()
+    ([0.1, 0.95], [0, 0, 0, 1, 1])
+    """
+    w = as_finite_float32(w, "w")
+    k = _check_k(k)
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
+        raise ValueError(f"iterations must be an integer >= 0; got {iterations!r}.")
+    centroids = linear_centroids(w, k) if init is None else as_finite_float32(init, "init").copy()
+    if centroids.shape != (k,):
+        raise ValueError(f"init must hold k={k} centroids; got shape {centroids.shape}.")
+    flat = w.ravel().astype(np.float64)
+    indices = assign_clusters(flat, centroids)
+    for _ in range(iterations):
+        sums = np.bincount(indices, weights=flat, minlength=k)
+        counts = np.bincount(indices, minlength=k)
+        updated = np.where(counts > 0, sums / np.maximum(counts, 1), centroids).astype(np.float32)
+        new_indices = assign_clusters(flat, updated)
+        done = np.array_equal(new_indices, indices) and np.array_equal(updated, centroids)
+        centroids, indices = updated, new_indices
+        if done:
+            break
+    return centroids, indices.reshape(w.shape)
+
+
+def cluster(w, k: int, iterations: int = 30) -> np.ndarray:
+    """``w`` with each weight replaced by its k-means centroid (float32, at most ``k`` values).
+
+    >>> [round(float(v), 3) for v in cluster([0.0, 0.1, 0.2, 0.9, 1.0], 2)]
+    [0.1, 0.1, 0.1, 0.95, 0.95]
+    """
+    centroids, indices = kmeans(w, k, iterations)
+    return centroids[indices]
+
+
+def bits_per_index(k: int) -> int:
+    """Bits that number ``k`` clusters: ``ceil(log2 k)``, at least 1.
+
+    >>> bits_per_index(16), bits_per_index(17), bits_per_index(1)
+    (4, 5, 1)
+    """
+    k = _check_k(k)
+    return max(1, math.ceil(math.log2(k)))
+
+
+def packed_bytes(n_weights: int, k: int, codebook_bits: int = 32) -> int:
+    """Bytes of a clustered tensor: ``n_weights`` packed ``ceil(log2 k)``-bit indices plus the
+    codebook of ``k`` values of ``codebook_bits`` each, each part rounded up to whole bytes.
+
+    >>> packed_bytes(1024 * 128, 16)  # fc1 of the course CNN: 524,288 bytes in float32
+    65600
+    """
+    if isinstance(n_weights, bool) or not isinstance(n_weights, int | np.integer) or n_weights < 0:
+        raise ValueError(f"n_weights must be an integer >= 0; got {n_weights!r}.")
+    if isinstance(codebook_bits, bool) or not isinstance(codebook_bits, int) or codebook_bits < 1:
+        raise ValueError(f"codebook_bits must be a positive integer (32 for float32); got "
+                         f"{codebook_bits!r}.")
+    k = _check_k(k)
+    return -(-int(n_weights) * bits_per_index(k) // 8) + -(-k * codebook_bits // 8)
+
+
+def unique_per_channel(w, axis: int) -> np.ndarray:
+    """How many distinct values each slice along ``axis`` holds (int64, one per channel).
+
+    A tensor clustered to ``k`` values and then quantized per channel keeps at most ``k``
+    distinct integers in each channel (each channel maps the shared values with its own scale).
+
+    >>> unique_per_channel([[1, 1, 2], [3, 3, 3]], axis=0).tolist()
+    [2, 1]
+    """
+    w = np.asarray(w)
+    if w.ndim == 0 or isinstance(axis, bool) or not isinstance(axis, int) \
+            or not -w.ndim <= axis < w.ndim:
+        raise ValueError(f"axis must be an integer axis of w (shape {w.shape}); got {axis!r}.")
+    moved = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
+    return np.array([np.unique(row).size for row in moved], dtype=np.int64)
