@@ -110,3 +110,33 @@ def test_bench_writes_markdown_json_and_plot(tmp_path, monkeypatch):
     assert (tmp_path / "bench_fake.png").stat().st_size > 1000
     saved = json.loads((tmp_path / "bench_fake.json").read_text())
     assert saved["rows"] == [{"model": "m", "ms": "1.0"}] and "int8_features" in saved
+
+
+def _rows(framework, base, variant, speedups_by_batch):
+    t = speed.Timing
+    rows = []
+    for i, width in enumerate((1, 2, 4, 8)):
+        rows.append({"framework": framework, "width": width, "macs": speed.cnn_macs(width),
+                     "variant": base, "timings": {b: t(1.0, 1.0, 1.0) for b in speed.BATCHES}})
+        rows.append({"framework": framework, "width": width, "macs": speed.cnn_macs(width),
+                     "variant": variant,
+                     "timings": {b: t(1.0 / s[i], 1.0 / s[i], 1.0 / s[i])
+                                 for b, s in speedups_by_batch.items()}})
+    return rows
+
+
+def test_sweep_targets_and_crossovers():
+    from tutorial_lib import sweep_bench
+
+    rows = _rows("PyTorch", "fp32 eager, BN folded", "int8 static (eager)",
+                 {1: (0.6, 1.1, 2.2, 3.5), 8: (2, 4, 8, 4), 32: (3.0, 4.5, 3.9, 6.0)})
+    rows += _rows("LiteRT", "float", "full_integer",
+                  {1: (2.4, 2.7, 3.2, 6.5), 8: (1, 1, 1, 1), 32: (1, 1, 1, 1)})
+    checked = sweep_bench.targets(rows, has_vnni=True)
+    assert [r["verdict"] for r in checked] == ["met", "missed", "met"]  # 3.9x < 4x at batch 32
+    assert checked[1]["measured (models >= 30 M MACs)"] == "3.90x, 6.00x"
+    no_vnni = sweep_bench.targets(rows, has_vnni=False)
+    assert "does not apply" in no_vnni[0]["verdict"] and no_vnni[2]["verdict"] == "met"
+    found = {(r["int8"], r["batch"]): r["int8 wins from"] for r in sweep_bench.crossovers(rows)}
+    assert found[("PyTorch int8 static (eager)", 1)] == f"{speed.cnn_macs(2) / 1e6:.1f} M MACs"
+    assert found[("LiteRT full_integer", 8)] == "never"
