@@ -158,6 +158,9 @@ REFERENCES = {
     "fake_quant_min_max": lambda *a: tl.tf_fake_quant.fake_quant_tf(*a).numpy(),
     "ema_range": ema_range,
     "qat_recovery": qat_recovery,
+    "pt2e_keep_float": lambda graph, x, names: pt2e_keep_float(graph, x, names),
+    "converter_settings": lambda converter, mode, data: converter_settings(converter, mode, data),
+    "annotate_except": lambda model, names: annotate_except(model, names),
 }
 
 # The seed's bugs and other classic mistakes, each of which a checker must catch.
@@ -210,7 +213,66 @@ MISTAKES = {
     "fake_quant_min_max": fake_quant_no_nudge,
     "ema_range": lambda r, decay, init: ema_range(r, decay, init, swapped=True),
     "qat_recovery": lambda f, p, q: (q - p) / p,  # divides by an accuracy
+    "pt2e_keep_float": lambda graph, x, names: pt2e_keep_float(graph, x, names, calibrate=False),
+    "converter_settings": lambda c, mode, data: converter_settings(c, mode, data, int8_io=False),
+    "annotate_except": lambda model, names: annotate_except(model, names, whole_names=False),
 }
+
+
+# ---- the framework exercises (06-08): the library's way, and switches for real mistakes
+
+def pt2e_keep_float(graph, x, names, calibrate=True, by_type=False, convert=True,
+                    dynamic=False):
+    from torch import nn
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as xiq
+
+    quantizer = tl.torch_bridge.x86_quantizer(() if by_type else names)
+    if by_type:  # every Linear, not the named layers
+        quantizer.set_module_type_qconfig(nn.Linear, None)
+    if dynamic:  # activation parameters computed per call, not calibrated
+        quantizer = xiq.X86InductorQuantizer().set_global(
+            xiq.get_default_x86_inductor_quantization_config(is_dynamic=True))
+        for name in names:
+            quantizer.set_module_name_qconfig(name, None)
+    prepared = prepare_pt2e(graph, quantizer)
+    if calibrate:
+        tl.torch_bridge.calibrate(prepared, x, 32)
+    return convert_pt2e(prepared) if convert else prepared
+
+
+def converter_settings(converter, mode, data, int8_io=True, data_always=False, op_set_16x8=True,
+                       float16_optimize=True, with_data=True):
+    tf = tl.tflite_bridge.tf
+    if mode == "float":
+        return
+    if mode != "float16" or float16_optimize:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if (mode in ("integer_only", "16x8") and with_data) or data_always:
+        converter.representative_dataset = data
+    if mode == "integer_only":
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if int8_io:
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+    if mode == "16x8":
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+            if op_set_16x8 else tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+
+
+def annotate_except(model, names, whole_names=True, inverted=False):
+    keras_q = tl.tflite_bridge.load_tfmot().quantization.keras
+
+    def keep(layer):
+        found = layer.name in names if whole_names else any(n in layer.name for n in names)
+        return found != inverted
+
+    return tl.tflite_bridge.tf_keras.models.clone_model(
+        model, clone_function=lambda layer: layer if keep(layer) else
+        keras_q.quantize_annotate_layer(layer))
 
 
 def keep_linears_in_float():
@@ -476,3 +538,89 @@ def test_hint_names_the_mistake(name, wrong, words, capsys):
     out = capsys.readouterr().out
     hint = out.split("  hint: ", 1)[1]
     assert hint.count("\n") == 1 and words in hint, out
+
+
+# ---- the framework exercises: more wrong answers a learner writes, each caught and named
+
+def _tf():
+    return tl.tflite_bridge.tf
+
+
+FRAMEWORK_MISTAKES = [
+    ("pt2e_keep_float", lambda g, x, n: pt2e_keep_float(g, x, n, convert=False),
+     "the graph is only prepared", "'int8 weights': []"),
+    ("pt2e_keep_float", lambda g, x, n: pt2e_keep_float(g, x, n, by_type=True),
+     "set_module_type_qconfig(nn.Linear, None) keeps every Linear", "'float weights': ['fc1', 'fc2']"),
+    ("pt2e_keep_float", lambda g, x, n: pt2e_keep_float(g, x, []),
+     "for each name in keep_float", "'float weights': []"),
+    ("pt2e_keep_float", lambda g, x, n: pt2e_keep_float(g, x, n, dynamic=True),
+     "use the static default", "'activations': 'dynamic"),
+    ("pt2e_keep_float", lambda g, x, n: pt2e_keep_float(g, x, n, calibrate=False),
+     "calibrate between prepare_pt2e and convert_pt2e", "'accuracy': '10.0%"),
+    ("pt2e_keep_float", lambda g, x, n: g, "the graph is only prepared", "'activations': 'not quantized'"),
+    ("converter_settings", lambda c, m, d: converter_settings(c, m, d, data_always=True),
+     "dynamic range gets no representative_dataset", "'activations': 'int8'"),
+    ("converter_settings", lambda c, m, d: converter_settings(c, m, d, op_set_16x8=False),
+     "16x8 is an op set", "'biases': 'int32'"),
+    ("converter_settings", lambda c, m, d: converter_settings(c, m, d, float16_optimize=False),
+     "float16 needs both", "'weights': 'float32'"),
+    ("converter_settings", lambda c, m, d: converter_settings(c, m, d, with_data=False),
+     "the integer modes need calibration data", "conversion failed"),
+    ("converter_settings", lambda c, m, d: setattr(c, "optimizations", [_tf().lite.Optimize.DEFAULT])
+     if m == "float" else converter_settings(c, m, d), "for mode 'float' change nothing",
+     "'weights': 'int8'"),
+    ("converter_settings", lambda c, m, d: converter_settings(c, m, d) or (
+        setattr(c, "inference_input_type", _tf().int16) if m == "16x8" else None),
+     "only integer_only changes the model's input and output", "'input': 'int16'"),
+    ("annotate_except", lambda m, n: annotate_except(m, n, inverted=True),
+     "the wrong way round", "'annotated': ['fc_out']"),
+    ("annotate_except", lambda m, n: tl.tflite_bridge.load_tfmot().quantization.keras
+     .quantize_annotate_model(m), "every layer was annotated", "'left as they are': []"),
+    ("annotate_except", lambda m, n: tl.tflite_bridge.load_tfmot().quantization.keras
+     .quantize_apply(annotate_except(m, n)), "return the annotated clone", "already quantize_apply"),
+    ("annotate_except", lambda m, n: m, "wrap each layer to quantize", "no annotated layer"),
+    ("annotate_except", lambda m, n: annotate_except(m, n[:1]),
+     "leave every layer named in keep_float", "quantize_apply failed"),
+]
+
+
+@pytest.mark.parametrize("name, wrong, hint, actual", FRAMEWORK_MISTAKES)
+def test_framework_mistake_is_caught_and_named(name, wrong, hint, actual, capsys):
+    assert not checker(name)(wrong)
+    out = capsys.readouterr().out
+    assert out.startswith(f"✗ {name}: ") and "Traceback" not in out, out
+    actual_line = next(line for line in out.splitlines() if line.startswith("    actual:"))
+    assert actual in actual_line, out
+    assert hint in out.split("  hint: ", 1)[1], out
+
+
+@pytest.mark.parametrize("name", ["pt2e_keep_float", "converter_settings", "annotate_except"])
+def test_framework_exercise_not_implemented(name, capsys):
+    def todo(*args):
+        raise NotImplementedError
+
+    result = checker(name)(todo)
+    assert not result and not result.implemented
+    assert "not implemented yet" in capsys.readouterr().out
+
+
+def test_torch_not_implemented_is_not_an_unfinished_exercise(capsys):
+    def calibrate_in_eval_mode(graph, x, names):
+        from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
+
+        prepared = prepare_pt2e(graph, tl.torch_bridge.x86_quantizer(names))
+        prepared.eval()  # an exported graph refuses: NotImplementedError from torch
+
+    result = checks.check_pt2e_keep_float(calibrate_in_eval_mode)
+    out = capsys.readouterr().out
+    assert result.implemented and not result and "not implemented yet" not in out
+    assert "your function raised NotImplementedError: Calling train() or eval() is not " \
+        "supported for exported models.\n" in out
+    assert "allow_exported_model_train_eval" in out.split("  hint: ", 1)[1]
+
+
+def test_framework_checker_names_what_the_learner_returned(capsys):
+    assert not checks.check_pt2e_keep_float(lambda g, x, n: "done")
+    assert "actual:   'returned str, not the converted graph'" in capsys.readouterr().out
+    assert not checks.check_annotate_except(lambda m, n: None)
+    assert "actual:   'returned None, not a Keras model'" in capsys.readouterr().out

@@ -339,3 +339,25 @@ def test_state_dict_bytes_counts_buffers():
     buffer = io.BytesIO()
     torch.save({"weight": bn.weight.detach()}, buffer)
     assert tb.state_dict_bytes(bn) > buffer.tell()
+
+
+# ---- the bridge gathers two modules: the model side and the quantization APIs
+
+def test_bridge_reexports_both_modules_unchanged():
+    from tutorial_lib import torch_model, torch_quant
+
+    assert not set(torch_model.__all__) & set(torch_quant.__all__)
+    assert tb.__all__ == [*torch_model.__all__, *torch_quant.__all__]
+    for module in (torch_model, torch_quant):
+        for name in module.__all__:
+            assert getattr(tb, name) is getattr(module, name), name
+
+
+def test_model_module_does_not_import_the_quantization_apis():
+    import subprocess
+    import sys
+
+    code = ("import sys, tutorial_lib.torch_model; "
+            "print('tutorial_lib.torch_quant' in sys.modules, 'torchao' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"], out.stdout + out.stderr

@@ -3,6 +3,13 @@
 Uses the schema classes that ship with ``ai_edge_litert`` (no TensorFlow import). The result is
 what ``tl.run_int8_tflite`` executes and what the lessons print: for every tensor its shape,
 dtype, scale(s), zero point(s) and, for constants, its data.
+
+INT4 tensors (weights the converter stores in 4 bits, e.g. after QAT below 8 bits) are packed two
+per byte, element ``2k`` in the low nibble of byte ``k`` and ``2k + 1`` in the high nibble, in two's
+complement, with a zero nibble padding an odd count: the layout of TensorFlow's
+``PackInt4ValuesDensely`` / ``UnpackDenseInt4IntoInt8`` (tensorflow/compiler/mlir/lite/utils/
+low_bit_utils.cc), which is ``tl.packing``'s. They are read into int8 arrays with values in
+[-8, 7]; ``Tensor.type_name`` keeps the file's own type ("INT4").
 """
 
 from __future__ import annotations
@@ -11,10 +18,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Tensor", "Operator", "Graph", "read", "read_all"]
+__all__ = ["Tensor", "Operator", "Graph", "read", "read_all", "unpack_int4_buffer"]
 
 _DTYPES = {"FLOAT32": np.float32, "FLOAT16": np.float16, "INT32": np.int32, "UINT8": np.uint8,
-           "INT64": np.int64, "INT16": np.int16, "INT8": np.int8, "BOOL": np.bool_}
+           "INT64": np.int64, "INT16": np.int16, "INT8": np.int8, "BOOL": np.bool_,
+           "INT4": np.int8}  # INT4: unpacked into int8 values in [-8, 7]
 
 
 @dataclass
@@ -27,6 +35,7 @@ class Tensor:
     zero_point: int | np.ndarray | None = None
     quantized_dimension: int = 0
     data: np.ndarray | None = None  # constants (weights, biases, shapes)
+    type_name: str = ""  # the file's TensorType, e.g. "INT8" or "INT4" (dtype is then int8)
 
 
 @dataclass
@@ -112,7 +121,8 @@ def _read_subgraph(schema, model, subgraph) -> Graph:
     for i, t in enumerate(subgraph.tensors):
         dtype = _DTYPES.get(types[t.type], None)
         shape = tuple(int(s) for s in (t.shape if t.shape is not None else ()))
-        tensor = Tensor(i, t.name.decode() if isinstance(t.name, bytes) else str(t.name), shape, dtype)
+        tensor = Tensor(i, t.name.decode() if isinstance(t.name, bytes) else str(t.name), shape, dtype,
+                        type_name=types[t.type])
         q = t.quantization
         if q is not None and q.scale is not None and len(q.scale) > 0:
             scale = np.asarray(q.scale, dtype=np.float32)
@@ -121,7 +131,9 @@ def _read_subgraph(schema, model, subgraph) -> Graph:
             tensor.zero_point = int(zero_point[0]) if zero_point.size == 1 else zero_point
             tensor.quantized_dimension = int(q.quantizedDimension)
         raw = model.buffers[t.buffer].data if t.buffer < len(model.buffers) else None
-        if raw is not None and len(raw) > 0 and dtype is not None:
+        if raw is not None and len(raw) > 0 and types[t.type] == "INT4":
+            tensor.data = unpack_int4_buffer(np.asarray(raw, dtype=np.uint8), shape)
+        elif raw is not None and len(raw) > 0 and dtype is not None:
             tensor.data = np.frombuffer(np.asarray(raw, dtype=np.uint8).tobytes(), dtype=dtype).reshape(shape)
         tensors.append(tensor)
     operators = []
@@ -133,6 +145,24 @@ def _read_subgraph(schema, model, subgraph) -> Graph:
                                   _options(schema, op.builtinOptions)))
     return Graph(tensors, operators, [int(i) for i in _list(subgraph.inputs)],
                  [int(i) for i in _list(subgraph.outputs)])
+
+
+def unpack_int4_buffer(raw, shape: tuple[int, ...]) -> np.ndarray:
+    """The int8 values of an INT4 tensor's buffer: two per byte, low nibble first, signed.
+
+    >>> unpack_int4_buffer(np.array([0x21, 0xF8, 0x07], np.uint8), (5,)).tolist()
+    [1, 2, -8, -1, 7]
+    >>> unpack_int4_buffer(np.array([0x10, 0x32], np.uint8), (2, 2)).tolist()
+    [[0, 1], [2, 3]]
+    """
+    from tutorial_lib.packing import unpack_int4
+
+    count = int(np.prod(shape, dtype=np.int64))
+    raw = np.asarray(raw, dtype=np.uint8).ravel()
+    if len(raw) != (count + 1) // 2:
+        raise ValueError(f"an INT4 tensor of shape {shape} takes {(count + 1) // 2} bytes, but its "
+                         f"buffer has {len(raw)}: the file is damaged or not packed two per byte.")
+    return unpack_int4(raw, count).reshape(shape)
 
 
 def _list(values) -> list:

@@ -53,6 +53,7 @@ from tutorial_lib.checks.pytorch import (
     check_fuse_groups,
     check_keep_float,
     check_latency_stats,
+    check_pt2e_keep_float,
     check_state_dict_bytes,
 )
 from tutorial_lib.checks.qat import (
@@ -64,12 +65,14 @@ from tutorial_lib.checks.qat import (
 )
 from tutorial_lib.checks.runner import Case, CheckResult, ClaimError, expect, run_checks
 from tutorial_lib.checks.tflite import (
+    check_converter_settings,
     check_dequantize_weight,
     check_largest_scale,
     check_quantize_input,
     check_representative_dataset,
 )
 from tutorial_lib.checks.tfmot import (
+    check_annotate_except,
     check_ema_range,
     check_fake_quant_min_max,
     check_nudge,
@@ -94,12 +97,13 @@ __all__ = [
     "check_freeze_observers",
     # lesson 06: PyTorch quantization
     "check_fuse_groups", "check_calibrate", "check_state_dict_bytes", "check_keep_float",
-    "check_latency_stats",
+    "check_latency_stats", "check_pt2e_keep_float",
     # lesson 07: TFLite post-training
     "check_representative_dataset", "check_quantize_input", "check_dequantize_weight",
-    "check_largest_scale",
+    "check_largest_scale", "check_converter_settings",
     # lesson 08: QAT with tfmot
     "check_nudge", "check_fake_quant_min_max", "check_ema_range", "check_qat_recovery",
+    "check_annotate_except",
     # lesson 09: pruning, clustering, distillation
     "check_magnitude_mask", "check_global_masks", "check_assign_clusters", "check_kd_loss",
     "check_clustered_bytes",

@@ -18,7 +18,7 @@ from tutorial_lib.checks.runner import (
 )
 
 __all__ = ["check_representative_dataset", "check_quantize_input", "check_dequantize_weight",
-    "check_largest_scale"]
+    "check_largest_scale", "check_converter_settings"]
 
 
 def check_representative_dataset(fn: Callable[[np.ndarray, int], Any]) -> CheckResult:
@@ -168,3 +168,142 @@ def check_largest_scale(fn: Callable[[list[dict]], Any]) -> CheckResult:
     return _run_exact("largest_scale", fn, cases, arg_names=["rows"], hint=(
         "keep rows with a scale, take float(np.max(row['scale'])) for each, and return the name "
         "of the largest (or None)."))
+
+
+# What each LiteRT mode leaves in the file (the checked model's conv and dense layers).
+_MODE_TYPES = {
+    "float": ("float32", "float32", "float32", "float32", "float32"),
+    "dynamic_range": ("float32", "float32", "int8", "float32", "float32"),
+    "integer_only": ("int8", "int8", "int8", "int32", "int8"),
+    "float16": ("float32", "float32", "float16", "float16", "float32"),
+    "16x8": ("float32", "float32", "int8", "int64", "int16"),
+}
+
+
+def _file_types(model_content: bytes) -> dict:
+    """The dtypes a .tflite file stores: input, output, and the conv/dense layers' weights,
+    biases and activations (a float16 constant is read behind the DEQUANTIZE that expands it)."""
+    from tutorial_lib.tflite_file import read
+
+    graph = read(model_content)
+    made_by = {out: op for op in graph.operators for out in op.outputs}
+
+    def stored(index):
+        op = made_by.get(index)
+        if op is not None and op.name == "DEQUANTIZE" and graph.tensors[op.inputs[0]].data is not None:
+            index = op.inputs[0]
+        return graph.tensors[index]
+
+    def name(tensors):
+        found = sorted({np.dtype(t.dtype).name if t.dtype is not None else "other" for t in tensors})
+        return " and ".join(found) if found else "none"
+
+    layers = [op for op in graph.operators if op.name in ("CONV_2D", "FULLY_CONNECTED")]
+    return {"input": name(graph.tensors[i] for i in graph.inputs),
+            "output": name(graph.tensors[i] for i in graph.outputs),
+            "weights": name(stored(op.inputs[1]) for op in layers),
+            "biases": name(stored(op.inputs[2]) for op in layers if len(op.inputs) > 2
+                           and op.inputs[2] >= 0),
+            "activations": name(graph.tensors[i] for op in layers
+                                for i in (op.inputs[0], op.outputs[0]))}
+
+
+def check_converter_settings(fn: Callable) -> CheckResult:
+    """``fn(converter, mode, representative_dataset)``: set a TFLiteConverter up for ``mode``.
+
+    Modes: "float" (no settings), "dynamic_range" (int8 weights, float activations),
+    "integer_only" (int8 weights and activations, int8 input and output), "float16" (float16
+    weights) and "16x8" (int8 weights, int16 activations, float input and output). ``fn``
+    changes the converter in place; the check converts a small Keras model (a convolution and a
+    dense layer, both with over 1,024 weights so that dynamic range quantizes them) and reads the
+    dtypes the file stores: input, output, weights, biases and the layers' activations.
+    """
+    from tutorial_lib import tflite_bridge as tf_side
+
+    keras = tf_side.tf_keras
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.layers.InputLayer(input_shape=(8, 8, 8), name="image"),
+        keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv"),  # 1,152 weights
+        keras.layers.Flatten(name="flatten"),
+        keras.layers.Dense(4, bias_initializer="glorot_uniform", name="dense")])  # 4,096 weights
+    samples = np.random.default_rng(0).uniform(0, 1, (16, 1, 8, 8, 8)).astype(np.float32)
+
+    def representative_dataset():
+        for sample in samples:
+            yield [sample]
+
+    learner = _learner(fn)
+
+    @_wraps_learner
+    def convert(converter, mode, data):
+        learner(converter, mode, data)
+        try:
+            return tf_side.run_converter(converter)
+        except Exception as err:  # the settings are the learner's; the converter says what is wrong
+            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            return f"conversion failed: {type(err).__name__}: {first[:200]}"
+
+    def describe(content):
+        if isinstance(content, str):
+            return content
+        return _file_types(content)
+
+    keys = ("input", "output", "weights", "biases", "activations")
+
+    def case(mode, about, hint=""):
+        return Case((tf_side._keras_converter(model), mode, representative_dataset),
+                    dict(zip(keys, _MODE_TYPES[mode], strict=True)), about, hint)
+
+    cases = [
+        case("float", "float: the converter's defaults, nothing quantized",
+             "for mode 'float' change nothing: Optimize.DEFAULT alone already quantizes weights."),
+        case("dynamic_range", "dynamic range: int8 weights, float activations"),
+        case("integer_only", "full integer with int8 input and output"),
+        case("float16", "float16 weights"),
+        case("16x8", "16x8: int16 activations, int8 weights, int64 biases"),
+    ]
+
+    def differs(key, mode=None):
+        def diagnose(case, actual):
+            return (isinstance(actual, dict) and actual[key] != case.expected[key]
+                    and (mode is None or case.args[1] == mode))
+        return diagnose
+
+    def failed(case, actual):
+        return isinstance(actual, str) and actual.startswith("conversion failed")
+
+    mistakes = [
+        (failed, "the integer modes need calibration data: converter.representative_dataset = "
+                 "representative_dataset, with optimizations = [tf.lite.Optimize.DEFAULT]."),
+        (differs("activations", "dynamic_range"),
+         "dynamic range gets no representative_dataset: with data the converter calibrates the "
+         "activations too and the model becomes full integer."),
+        (differs("activations", "16x8"),
+         "16x8 is an op set: converter.target_spec.supported_ops = [tf.lite.OpsSet."
+         "EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8], with the calibration data."),
+        (differs("input"), "only integer_only changes the model's input and output: "
+                           "converter.inference_input_type = tf.int8 and inference_output_type = "
+                           "tf.int8; the other modes keep float32 at the ends."),
+        (differs("output"), "set converter.inference_output_type = tf.int8 as well as the input's."),
+        (differs("weights", "float16"),
+         "float16 needs both optimizations = [tf.lite.Optimize.DEFAULT] and "
+         "target_spec.supported_types = [tf.float16]."),
+        (differs("activations", "integer_only"),
+         "integer_only needs the calibration data (representative_dataset) and "
+         "target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]."),
+        (differs("weights", "float"), "for mode 'float' change nothing: Optimize.DEFAULT alone "
+                                      "already stores int8 weights (dynamic range)."),
+        (differs("weights"), "every mode but 'float' starts with converter.optimizations = "
+                             "[tf.lite.Optimize.DEFAULT]."),
+    ]
+
+    def show(args):
+        return (f"a converter for a small Keras model (conv 3x3, 16 filters; dense 1024 -> 4), "
+                f"mode={args[1]!r}, 16 calibration samples")
+
+    return _run_exact("converter_settings", convert, cases, describe=describe, show=show,
+                      mistakes=mistakes, hint=(
+        "every mode but 'float': optimizations = [tf.lite.Optimize.DEFAULT]; float16: "
+        "supported_types = [tf.float16]; integer_only and 16x8: representative_dataset, and the "
+        "op set (TFLITE_BUILTINS_INT8, or the 16x8 one); integer_only: int8 input and output."))

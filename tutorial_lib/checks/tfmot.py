@@ -7,9 +7,18 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from tutorial_lib.checks.runner import Case, CheckResult, run_checks
+from tutorial_lib.checks.runner import (
+    Case,
+    CheckResult,
+    _learner,
+    _run_exact,
+    _type_name,
+    _wraps_learner,
+    run_checks,
+)
 
-__all__ = ["check_nudge", "check_fake_quant_min_max", "check_ema_range", "check_qat_recovery"]
+__all__ = ["check_nudge", "check_fake_quant_min_max", "check_ema_range", "check_qat_recovery",
+    "check_annotate_except"]
 
 
 def check_nudge(fn: Callable[[float, float, int], tuple[float, float, float]]) -> CheckResult:
@@ -131,3 +140,112 @@ def check_qat_recovery(fn: Callable[[float, float, float], float]) -> CheckResul
                       arg_names=["float_acc", "ptq_acc", "qat_acc"], hint=(
         "lost = float_acc - ptq_acc; return math.nan if lost <= 0 else "
         "(qat_acc - ptq_acc) / lost."))
+
+
+def check_annotate_except(fn: Callable) -> CheckResult:
+    """``fn(model, keep_float) -> annotated``: a clone of a Keras model with every layer annotated
+    for QAT (``quantize_annotate_layer``) except those named in ``keep_float``.
+
+    The check builds a small tf_keras model (conv1 -> bn1 -> relu1 -> flatten -> fc -> fc_out),
+    reads which layers of what ``fn`` returns are wrapped in ``QuantizeAnnotate`` and which are
+    left as they were, and makes sure ``quantize_apply`` accepts the result. A
+    BatchNormalization goes with its convolution: the cases keep both or neither.
+    """
+    import warnings
+
+    from tutorial_lib import tflite_bridge as tf_side
+    from tutorial_lib._quiet import quiet_stderr
+
+    keras = tf_side.tf_keras
+    keras_q = tf_side.load_tfmot().quantization.keras
+    learner = _learner(fn)
+
+    def build():
+        keras.utils.set_random_seed(0)
+        return keras.Sequential([
+            keras.layers.InputLayer(input_shape=(8, 8, 1), name="image"),
+            keras.layers.Conv2D(4, 3, name="conv1"),
+            keras.layers.BatchNormalization(name="bn1"),
+            keras.layers.ReLU(name="relu1"),
+            keras.layers.Flatten(name="flatten"),
+            keras.layers.Dense(8, activation="relu", name="fc"),
+            keras.layers.Dense(3, name="fc_out")], name="small_cnn")
+
+    names = [layer.name for layer in build().layers]
+
+    @_wraps_learner
+    def annotate(model, keep_float):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return learner(model, list(keep_float))
+
+    def describe(annotated):
+        if not isinstance(annotated, keras.Model):
+            return f"returned {_type_name(annotated)}, not a Keras model"
+        kinds = {type(layer).__name__ for layer in annotated.layers}
+        if "QuantizeWrapperV2" in kinds:
+            return "a model already quantize_apply'd: return the annotated clone"
+        if "QuantizeAnnotate" not in kinds:
+            return "a model with no annotated layer"
+        try:
+            with quiet_stderr():
+                keras_q.quantize_apply(annotated)
+        except Exception as err:  # tfmot refuses the annotation (e.g. a BatchNorm alone)
+            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            return f"quantize_apply failed: {type(err).__name__}: {first[:160]}"
+        return {"annotated": [layer.layer.name for layer in annotated.layers
+                              if type(layer).__name__ == "QuantizeAnnotate"],
+                "left as they are": [layer.name for layer in annotated.layers
+                                     if type(layer).__name__ != "QuantizeAnnotate"]}
+
+    def case(kept, about, hint=""):
+        return Case((build(), kept), {"annotated": [n for n in names if n not in kept],
+                                      "left as they are": [n for n in names if n in kept]},
+                    about, hint)
+
+    cases = [
+        case(["fc_out"], "keep the last layer in float"),
+        case(["fc"], "keep 'fc' only: 'fc_out' starts with that name but is another layer",
+             "compare whole names (layer.name in keep_float), not prefixes or substrings."),
+        case([], "keep nothing: every layer annotated"),
+        case(["conv1", "bn1"], "a convolution with its BatchNorm in float"),
+        case(["fc", "fc_out"], "both dense layers in float"),
+    ]
+
+    def diagnose(test):
+        def check(case, actual):
+            return isinstance(actual, dict) and test(case, actual)
+        return check
+
+    def kept(case):
+        return case.args[1]
+
+    def says(start):
+        return lambda case, actual: isinstance(actual, str) and actual.startswith(start)
+
+    mistakes = [
+        (says("a model already"), "return the annotated clone: quantize_apply comes after, and "
+                                  "the check calls it itself."),
+        (says("a model with no annotated layer"),
+         "wrap each layer to quantize with quantize_annotate_layer(layer) in the clone_function "
+         "of tf_keras.models.clone_model; the model itself is not changed."),
+        (says("quantize_apply failed"), "leave every layer named in keep_float as it is (a "
+                                        "BatchNorm stays float together with its convolution)."),
+        (diagnose(lambda c, a: not a["left as they are"] and kept(c)),
+         "every layer was annotated: return the layer itself (not annotated) when its name is in "
+         "keep_float."),
+        (diagnose(lambda c, a: a["annotated"] == [n for n in names if n in kept(c)]),
+         "the test is the wrong way round: annotate the layers NOT in keep_float."),
+        (diagnose(lambda c, a: set(a["left as they are"]) > set(kept(c))),
+         "compare whole names (layer.name in keep_float): a substring test also keeps 'fc_out' "
+         "when you keep 'fc'."),
+    ]
+
+    def show(args):
+        return f"a Keras model with layers {names}, keep_float={args[1]!r}"
+
+    return _run_exact("annotate_except", annotate, cases, describe=describe, show=show,
+                      mistakes=mistakes, hint=(
+        "def clone_function(layer): return layer if layer.name in keep_float else "
+        "quantize_annotate_layer(layer); return tf_keras.models.clone_model(model, "
+        "clone_function=clone_function)."))
