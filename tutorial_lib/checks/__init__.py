@@ -11,7 +11,7 @@ the library's own functions are checked by the same cases (see tests/test_checks
 
 The package reads in lesson order: ``runner`` (cases, the runners, ``expect``), then one module
 per topic: ``formats`` (01), ``affine`` (02), ``calibration`` (03), ``integer`` (04), ``qat``
-(05), ``pytorch`` (06), ``tflite`` (07), ``tfmot`` (08) and ``compression`` (09).
+(05), ``pytorch`` (06), ``tflite`` (07), ``tfmot`` (08), ``compression`` (09) and ``llm`` (10).
 """
 
 from tutorial_lib.checks.affine import (
@@ -47,6 +47,13 @@ from tutorial_lib.checks.integer import (
     check_quantize_bias,
     check_quantize_multiplier,
     check_requantize,
+)
+from tutorial_lib.checks.llm import (
+    check_int4_groups,
+    check_perplexity,
+    check_salient_channels,
+    check_unpack_q4_1,
+    check_w8a16_forward,
 )
 from tutorial_lib.checks.pytorch import (
     check_calibrate,
@@ -107,4 +114,7 @@ __all__ = [
     # lesson 09: pruning, clustering, distillation
     "check_magnitude_mask", "check_global_masks", "check_assign_clusters", "check_kd_loss",
     "check_clustered_bytes",
+    # lesson 10: weight-only quantization of language models
+    "check_unpack_q4_1", "check_w8a16_forward", "check_int4_groups", "check_salient_channels",
+    "check_perplexity",
 ]

