@@ -499,7 +499,7 @@ def latency(model: nn.Module, x, repeats: int = 30, warmup: int = 3, threads: in
     return compare_latency({"model": model}, x, repeats, warmup, threads)["model"]
 
 
-# ---- one table for all methods
+# ---------------------------------------------------------------- one table for all methods
 
 def compare(models: Mapping[str, nn.Module], data: Dataset | None = None,
             stored: Mapping[str, nn.Module] | None = None, timings: bool = True,

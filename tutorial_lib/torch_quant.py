@@ -34,6 +34,8 @@ __all__ = ["KNOWN_WARNINGS", "load_quantization_apis", "fuse_groups", "calibrate
            "export_for_quantization", "x86_quantizer", "drop_unused_weights", "lower_to_x86",
            "pt2e_int8", "pt2e_qat_int8", "quantized_summary"]
 
+# ---- loading the APIs quietly
+
 # Warnings that torch 2.13 / torchao 0.18 raise on every use of APIs this course calls on purpose,
 # as (label, category, message pattern). Lesson 06 shows each one once; after
 # load_quantization_apis() exactly these are ignored.
