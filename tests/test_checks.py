@@ -288,8 +288,14 @@ def keep_linears_in_float():
 from tests.test_compression_checks import MISTAKES as _MISTAKES_09  # noqa: E402
 from tests.test_compression_checks import REFERENCES as _REFERENCES_09  # noqa: E402
 
+# lesson 10's live in tests/test_llm_checks.py
+from tests.test_llm_checks import MISTAKES as _MISTAKES_10  # noqa: E402
+from tests.test_llm_checks import REFERENCES as _REFERENCES_10  # noqa: E402
+
 REFERENCES.update(_REFERENCES_09)
 MISTAKES.update(_MISTAKES_09)
+REFERENCES.update(_REFERENCES_10)
+MISTAKES.update(_MISTAKES_10)
 
 
 def checker(name):

@@ -21,6 +21,57 @@ def int4_groups_library(w, group_size):
     return packing.pack_int4(q), scale
 
 
+def w8a16_reference(x, q, scale, bias):
+    return x @ (q.astype(np.float32) * scale[:, None]).T + (0 if bias is None else bias)
+
+
+def q4_1_interleaved(block):  # tl.packing's nibble order, not GGUF's
+    d, m = block[:4].view(np.float16).astype(np.float32)
+    q = np.stack([block[4:] & 0xF, block[4:] >> 4], axis=1).ravel()
+    return d * q.astype(np.float32) + m
+
+
+def w8a16_no_bias(x, q, scale, bias):
+    return x @ (q.astype(np.float32) * scale[:, None]).T
+
+
+def int4_full_range(w, group_size):  # codes -8..7 with scale max/8: clips the largest weight
+    g = np.asarray(w, np.float32).reshape(-1, group_size)
+    scale = np.maximum(np.abs(g).max(1) / 8, np.finfo(np.float32).eps)
+    q = np.clip(np.round(g / scale[:, None]), -8, 7).astype(np.int32).ravel() & 0xF
+    return (q[0::2] | q[1::2] << 4).astype(np.uint8), scale.reshape(w.shape[0], -1)
+
+
+def salient_by_signed_mean(x, fraction):
+    k = max(1, round(fraction * x.shape[1]))
+    mask = np.zeros(x.shape[1], bool)
+    mask[np.argsort(-x.mean(0))[:k]] = True
+    return mask
+
+
+def perplexity_of_sum(z, t):
+    z = z.astype(np.float64) - z.max(1, keepdims=True)
+    lp = z - np.log(np.exp(z).sum(1, keepdims=True))
+    return float(np.exp(-lp[np.arange(len(t)), t].sum()))
+
+
+# Used by tests/test_checks.py too (every checker has a reference answer and a mistake).
+REFERENCES = {
+    "unpack_q4_1": gguf_blocks.dequantize_q4_1,
+    "w8a16_forward": w8a16_reference,
+    "int4_groups": int4_groups_library,
+    "salient_channels": weight_only.salient_channels,
+    "perplexity": weight_only.perplexity_from_logits,
+}
+MISTAKES = {
+    "unpack_q4_1": q4_1_interleaved,
+    "w8a16_forward": w8a16_no_bias,
+    "int4_groups": int4_full_range,
+    "salient_channels": salient_by_signed_mean,
+    "perplexity": perplexity_of_sum,
+}
+
+
 @pytest.mark.parametrize("checker, fn", [
     (checks.check_unpack_q4_1, gguf_blocks.dequantize_q4_1),
     (checks.check_w8a16_forward,
@@ -131,3 +182,9 @@ def test_perplexity_sum_and_overflow_fail(capsys):
     with np.errstate(all="ignore"):
         result, out = run(capsys, checks.check_perplexity, naive)
     assert not result and "maximum" in out
+
+
+@pytest.mark.parametrize("name", MISTAKES)
+def test_each_mistake_fails(capsys, name):
+    result, out = run(capsys, getattr(checks, f"check_{name}"), MISTAKES[name])
+    assert not result and "hint:" in out
