@@ -58,7 +58,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    """`make lab` on a free port with a token and no browser; yields (base URL, token)."""
+    """`make lab` on a free port with a token and no browser; yields (base URL, token, log)."""
     home = tmp_path_factory.mktemp("lab")
     for plugin, values in LAB_SETTINGS.items():
         f = home / "config" / "lab" / "user-settings" / f"{plugin}.jupyterlab-settings"
@@ -92,7 +92,7 @@ def lab(tmp_path_factory):
                     pytest.fail(f"JupyterLab did not answer in {SERVER_START_S} s:\n"
                                 f"{(home / 'lab.log').read_text()}")
                 time.sleep(0.5)
-        yield base, token
+        yield base, token, home / "lab.log"
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # the server shuts its kernels down
         try:
@@ -121,11 +121,14 @@ def page(browser, tmp_path):
 
 
 @contextmanager
-def shot(page, tmp_path: Path):
-    """Save a screenshot of the page in the test's temporary folder when the block fails."""
+def shot(page, tmp_path: Path, lab):
+    """Save a screenshot of the page in the test's temporary folder when the block fails, and
+    show the end of the server's log."""
     try:
         yield
     except BaseException:
+        print("JupyterLab's log, last lines:\n" + "\n".join(
+            lab[2].read_text(errors="replace").splitlines()[-40:]), file=sys.stderr)
         path = tmp_path / "failure.png"
         try:
             page.screenshot(path=str(path), full_page=True)
@@ -136,7 +139,7 @@ def shot(page, tmp_path: Path):
 
 
 def _open(page, lab, path: str | None = None) -> None:
-    base, token = lab
+    base, token, _ = lab
     # `reset`: a fresh workspace, so no tab left open by an earlier test starts a kernel
     page.goto(f"{base}/lab/tree/{path}?reset&token={token}" if path else f"{base}/?token={token}")
     page.wait_for_selector(".jp-DirListing-item")
@@ -147,12 +150,15 @@ def _run_all(page, path: str) -> None:
     _wait_idle(page, 120)
     page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
     page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
-    n_code = sum(c["cell_type"] == "code" for c in json.loads((ROOT / path).read_text())["cells"])
-    page.wait_for_function(
-        """n => {
-            const p = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
-            return p.length === n && p.every(e => /^\\[\\d+\\]:$/.test(e.textContent.trim()));
-        }""", arg=n_code, timeout=RUN_ALL_S * 1000)
+    prompts = "() => [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]" \
+              ".map(e => e.textContent.trim())"
+    try:
+        page.wait_for_function(
+            f"() => {{ const p = ({prompts})(); return p.length > 0 && "
+            "p.every(t => /^\\[\\d+\\]:$/.test(t)); }", timeout=RUN_ALL_S * 1000)
+    except playwright_api.TimeoutError:
+        raise AssertionError(f"{path}: not every cell ran in {RUN_ALL_S} s; the prompts of its "
+                             f"code cells: {page.evaluate(prompts)}") from None
     _wait_idle(page, 60)
 
 
@@ -188,7 +194,7 @@ def _mtimes(*paths: str) -> dict[str, int]:
 
 
 def test_make_lab_serves_the_course_folder_and_opens_lesson_00(page, lab, tmp_path):
-    with shot(page, tmp_path):
+    with shot(page, tmp_path, lab):
         _open(page, lab)
         page.wait_for_selector(".jp-Notebook")
         assert "/lab/tree/notebooks/00_start_here.ipynb" in page.url
@@ -202,7 +208,7 @@ def test_make_lab_serves_the_course_folder_and_opens_lesson_00(page, lab, tmp_pa
 
 def test_lesson_02_runs_clean_and_its_slider_redraws_the_plot(page, lab, tmp_path):
     before = _mtimes(LESSON)
-    with shot(page, tmp_path):
+    with shot(page, tmp_path, lab):
         _open(page, lab, LESSON)
         _run_all(page, LESSON)
         assert _problems(page) == [], "lesson 02 printed errors in the browser"
@@ -228,7 +234,7 @@ def test_lesson_02_runs_clean_and_its_slider_redraws_the_plot(page, lab, tmp_pat
 
 def test_exercise_02_runs_and_reports_unfinished_exercises(page, lab, tmp_path):
     before = _mtimes(EXERCISE)
-    with shot(page, tmp_path):
+    with shot(page, tmp_path, lab):
         _open(page, lab, EXERCISE)
         _run_all(page, EXERCISE)
         assert _problems(page) == [], "an unfinished exercise must not raise in the notebook"
