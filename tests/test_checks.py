@@ -284,11 +284,12 @@ def keep_linears_in_float():
     return quantizer
 
 
-# lesson 09's references and mistakes live in tests/test_compression_checks.py
+# lesson 09's references and mistakes live in tests/test_compression_checks.py,
+# lesson 10's in tests/test_llm_checks.py, lesson 11's in tests/test_checks_debug.py
+from tests.test_checks_debug import MISTAKES as _MISTAKES_11  # noqa: E402
+from tests.test_checks_debug import REFERENCES as _REFERENCES_11  # noqa: E402
 from tests.test_compression_checks import MISTAKES as _MISTAKES_09  # noqa: E402
 from tests.test_compression_checks import REFERENCES as _REFERENCES_09  # noqa: E402
-
-# lesson 10's live in tests/test_llm_checks.py
 from tests.test_llm_checks import MISTAKES as _MISTAKES_10  # noqa: E402
 from tests.test_llm_checks import REFERENCES as _REFERENCES_10  # noqa: E402
 
@@ -296,6 +297,8 @@ REFERENCES.update(_REFERENCES_09)
 MISTAKES.update(_MISTAKES_09)
 REFERENCES.update(_REFERENCES_10)
 MISTAKES.update(_MISTAKES_10)
+REFERENCES.update(_REFERENCES_11)
+MISTAKES.update(_MISTAKES_11)
 
 
 def checker(name):

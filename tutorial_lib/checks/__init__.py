@@ -11,7 +11,8 @@ the library's own functions are checked by the same cases (see tests/test_checks
 
 The package reads in lesson order: ``runner`` (cases, the runners, ``expect``), then one module
 per topic: ``formats`` (01), ``affine`` (02), ``calibration`` (03), ``integer`` (04), ``qat``
-(05), ``pytorch`` (06), ``tflite`` (07), ``tfmot`` (08), ``compression`` (09) and ``llm`` (10).
+(05), ``pytorch`` (06), ``tflite`` (07), ``tfmot`` (08), ``compression`` (09), ``llm`` (10)
+and ``debug`` (11).
 """
 
 from tutorial_lib.checks.affine import (
@@ -34,6 +35,12 @@ from tutorial_lib.checks.compression import (
     check_global_masks,
     check_kd_loss,
     check_magnitude_mask,
+)
+from tutorial_lib.checks.debug import (
+    check_culprit,
+    check_int8_input,
+    check_keep_float_layers,
+    check_layer_sqnr,
 )
 from tutorial_lib.checks.formats import (
     check_fp16_below,
@@ -117,4 +124,6 @@ __all__ = [
     # lesson 10: weight-only quantization of language models
     "check_unpack_q4_1", "check_w8a16_forward", "check_int4_groups", "check_salient_channels",
     "check_perplexity",
+    # lesson 11: debugging an int8 model
+    "check_layer_sqnr", "check_culprit", "check_int8_input", "check_keep_float_layers",
 ]

@@ -1,0 +1,71 @@
+"""tl.debug: per-layer SQNR, drops and culprits (numpy), and the LiteRT bridge on the course CNN."""
+
+import math
+
+import numpy as np
+import pytest
+
+from tutorial_lib import debug
+
+
+def test_layer_sqnr_matches_the_formula_and_keeps_order():
+    rng = np.random.default_rng(0)
+    x = {name: rng.normal(size=(3, 4)) for name in ("input", "conv1", "fc")}
+    noise = {name: v + 0.01 * rng.normal(size=v.shape) for name, v in x.items()}
+    got = debug.layer_sqnr(x, {"fc": noise["fc"], "conv1": noise["conv1"]})
+    assert list(got) == ["conv1", "fc"]
+    for name, db in got.items():
+        ratio = np.sum(x[name] ** 2) / np.sum((x[name] - noise[name]) ** 2)
+        assert db == pytest.approx(10 * np.log10(ratio), abs=1e-5)
+    assert debug.layer_sqnr({"a": np.zeros(3)}, {"a": np.zeros(3)}) == {"a": math.inf}
+
+
+def test_layer_sqnr_refuses_bad_input():
+    with pytest.raises(ValueError, match="share no layer names"):
+        debug.layer_sqnr({"a": np.ones(2)}, {"b": np.ones(2)})
+    with pytest.raises(ValueError, match="shape"):
+        debug.layer_sqnr({"a": np.ones(2)}, {"a": np.ones(3)})
+    with pytest.raises(ValueError, match="NaN or inf"):
+        debug.layer_sqnr({"a": np.ones(2)}, {"a": np.array([1.0, np.nan])})
+    with pytest.raises(ValueError, match="must be a dict"):
+        debug.layer_sqnr([np.ones(2)], {"a": np.ones(2)})
+
+
+def test_drops_and_culprit():
+    sqnr = {"input": 50.0, "conv1": 30.0, "pool1": math.inf, "conv2": 20.0}
+    assert debug.drops(sqnr) == {"input": 0.0, "conv1": 18.0, "pool1": -18.0, "conv2": 28.0}
+    assert debug.culprit(sqnr) == "conv2"
+    assert debug.culprit({"input": -5.0, "conv1": -6.0}) == "input"
+    with pytest.raises(ValueError, match="NaN"):
+        debug.culprit({"a": float("nan")})
+    with pytest.raises(ValueError, match="non-empty"):
+        debug.culprit({})
+
+
+def test_layer_label():
+    assert debug.layer_label("m/relu1/Relu;m/bn1/FusedBatchNormV3;m/conv1/Conv2D1") == "conv1"
+    assert debug.layer_label("tfl.quantize") == "tfl.quantize"
+
+
+def test_litert_activations_find_a_planted_outlier():
+    pytest.importorskip("ai_edge_litert")
+    import tutorial_lib as tl
+    kb = tl.tflite_bridge
+    data = tl.data.load_digits(size=32, layout="NHWC")
+    model = kb.trained_cnn_keras(0)
+    with pytest.raises(ValueError, match="positive"):
+        debug.plant_outlier_channel(model, "conv2", "conv3", 0, -1.0)
+    float_before = kb.convert(model, "float")
+    debug.plant_outlier_channel(model, "conv2", "conv3", 21, 300.0)
+    x = data.x_test[:64]
+    float_after = kb.convert(model, "float")
+    np.testing.assert_allclose(kb.run_tflite(float_after, x), kb.run_tflite(float_before, x),
+                               atol=1e-3)
+    ref = debug.litert_activations(float_after, x)
+    assert list(ref)[:3] == ["input", "conv1", "pool1"] and list(ref)[-1] == "output"
+    broken = debug.litert_convert(model, data.x_train[:50], per_channel=False)
+    sqnr = debug.layer_sqnr(ref, debug.litert_activations(broken, x))
+    assert sqnr["input"] > 40 and sqnr["conv1"] > 25
+    assert debug.culprit(sqnr) == "conv3"  # where the 31 squeezed channels come out
+    with pytest.raises(ValueError, match="does not have"):
+        debug.litert_convert(model, x, keep_float=["conv9"])

@@ -1,0 +1,333 @@
+"""Finding the layer that breaks an int8 model: compare it with its float twin, tensor by tensor.
+
+Run the float model and the quantized model on the same images, keep what every layer puts
+out, and measure the quantized copy against the float one with the signal-to-quantization-noise
+ratio (SQNR, ``10 log10(sum x**2 / sum (x - x_hat)**2)``). The error grows a little from layer
+to layer; the layer at fault is where it jumps: the largest drop in SQNR from the tensor before.
+
+The core is numpy (``layer_sqnr``, ``culprit``); the bridges below it import their framework
+only when called: ``litert_activations`` reads every tensor of a LiteRT model,
+``litert_convert`` converts with the settings that fix a broken layer (per-tensor or
+per-channel weights, 16-bit activations, layers kept in float), ``torch_pt2e`` and
+``torch_layer_sqnr`` do the same for PyTorch's PT2E, and ``plant_outlier_channel`` breaks a
+trained model on purpose without changing what it computes in float.
+
+>>> ref = {"input": np.array([1.0, -1.0]), "conv1": np.array([2.0, 2.0])}
+>>> got = {"input": np.array([1.0, -1.0]), "conv1": np.array([2.2, 1.8])}
+>>> {name: round(db, 1) for name, db in layer_sqnr(ref, got).items()}
+{'input': inf, 'conv1': 20.0}
+>>> culprit({"input": 45.0, "conv1": 38.0, "conv2": 2.0, "fc": 1.5})
+'conv2'
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from tutorial_lib.metrics import sqnr_db
+
+__all__ = ["layer_sqnr", "culprit", "drops", "layer_label", "litert_activations",
+           "litert_convert", "plant_outlier_channel", "torch_pt2e", "torch_layer_sqnr"]
+
+START_DB = 48.0
+"""The SQNR an int8 tensor can reach at best (about 6 dB per bit): where the first drop starts."""
+
+
+# ---------------------------------------------------------------- numpy core
+
+def layer_sqnr(reference: Mapping[str, np.ndarray],
+               quantized: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """SQNR in dB of every tensor of ``quantized`` against the same-named tensor of ``reference``.
+
+    Both are ``{layer name: float array}`` (quantized tensors already dequantized), e.g. from
+    ``litert_activations`` for a float and an int8 model. The result keeps ``reference``'s
+    order (the network's) and skips names that only one side has; inf means an exact copy.
+
+    >>> layer_sqnr({"a": np.ones(4), "b": np.ones(2)}, {"a": np.full(4, 1.5)})
+    {'a': 6.0206}
+    """
+    for name, side in (("reference", reference), ("quantized", quantized)):
+        if not isinstance(side, Mapping):
+            raise ValueError(f"{name} must be a dict {{layer name: array}}; got "
+                             f"{type(side).__name__}.")
+    common = [name for name in reference if name in quantized]
+    if not common:
+        raise ValueError(
+            f"reference and quantized share no layer names (reference: {list(reference)[:5]}, "
+            f"quantized: {list(quantized)[:5]}): record the same layers in both runs.")
+    result = {}
+    for name in common:
+        x = np.asarray(reference[name], dtype=np.float64)
+        x_hat = np.asarray(quantized[name], dtype=np.float64)
+        if x.shape != x_hat.shape:
+            raise ValueError(f"layer {name!r}: reference has shape {x.shape}, quantized "
+                             f"{x_hat.shape}; run both models on the same images.")
+        if not (np.all(np.isfinite(x)) and np.all(np.isfinite(x_hat))):
+            raise ValueError(f"layer {name!r} holds NaN or inf: a model produced them; check "
+                             "its input and its weights before comparing.")
+        result[name] = round(sqnr_db(x, x_hat), 6) if np.any(x) else math.inf
+    return result
+
+
+def drops(sqnr: Mapping[str, float], start_db: float = START_DB) -> dict[str, float]:
+    """How many dB each tensor loses against the tensor before it (the first: against ``start_db``).
+
+    Values above ``start_db`` (inf for exact copies) count as ``start_db``: an int8 tensor
+    cannot be better, so a perfect layer after a good one is no gain to be rewarded.
+
+    >>> drops({"input": 45.0, "conv1": 38.0, "pool1": float("inf")})
+    {'input': 3.0, 'conv1': 7.0, 'pool1': -10.0}
+    """
+    if not isinstance(sqnr, Mapping) or not sqnr:
+        raise ValueError("sqnr must be a non-empty dict {layer name: SQNR in dB}, in network "
+                         "order, e.g. from layer_sqnr.")
+    values = np.array([float(v) for v in sqnr.values()])
+    if np.any(np.isnan(values)):
+        bad = [name for name, v in sqnr.items() if math.isnan(float(v))]
+        raise ValueError(f"SQNR is NaN for {bad}: compute it from finite tensors.")
+    capped = np.minimum(values, start_db)
+    before = np.concatenate([[start_db], capped[:-1]])
+    return {name: round(float(d), 6) for name, d in zip(sqnr, before - capped, strict=True)}
+
+
+def culprit(sqnr: Mapping[str, float], start_db: float = START_DB) -> str:
+    """The layer where the SQNR drops most from the tensor before it (see ``drops``).
+
+    >>> culprit({"input": -3.0, "conv1": -4.0, "fc": -4.5})  # broken from the very start
+    'input'
+    """
+    lost = drops(sqnr, start_db)
+    return max(lost, key=lost.get)
+
+
+# ---------------------------------------------------------------- LiteRT bridge
+
+def layer_label(tensor_name: str) -> str:
+    """A short layer name for a LiteRT tensor: the Keras layer that made it.
+
+    The converter names a tensor after the TensorFlow ops fused into it, ``;``-separated, each
+    ``model/layer/op``; the last one names the layer.
+
+    >>> layer_label("course_cnn/relu2/Relu;course_cnn/bn2/FusedBatchNormV3;course_cnn/conv2/Conv2D1")
+    'conv2'
+    >>> layer_label("course_cnn/pool1/MaxPool")
+    'pool1'
+    """
+    parts = tensor_name.split(";")[-1].split("/")
+    return parts[1] if len(parts) >= 3 else tensor_name
+
+
+def litert_activations(model_content: bytes, x) -> dict[str, np.ndarray]:
+    """Every activation of a LiteRT model on ``x``, dequantized to float32, keyed by layer.
+
+    ``"input"`` is what the first layer sees (for an int8 model: the quantized input, read
+    back with the file's scale and zero point), ``"output"`` the model's output, the rest
+    ``layer_label``'s names in operator order. Float ``x`` is quantized for an int8 input as
+    ``tl.tflite_bridge.run_tflite`` does; int8 ``x`` is fed as it is, right or wrong.
+    The optimized kernels run without the XNNPACK delegate, whose fused layers keep no
+    intermediate tensors.
+    """
+    from tutorial_lib import tflite_bridge as kb
+    from tutorial_lib.affine import dequantize
+    from tutorial_lib.tflite_file import read
+
+    graph = read(model_content)
+    with kb._quiet_stderr():
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        it = Interpreter(model_content=model_content, experimental_preserve_all_tensors=True,
+                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        it.allocate_tensors()
+    kb.run_tflite(it, x)
+    names = {graph.inputs[0]: "input"}
+    for op in graph.operators:
+        out = op.outputs[0]
+        if op.name == "QUANTIZE" and op.inputs[0] in graph.inputs:
+            names[out] = "input"
+        elif out in graph.outputs:
+            names[out] = "output"
+        else:
+            names[out] = layer_label(graph.tensors[out].name)
+    result: dict[str, np.ndarray] = {}
+    for index, label in names.items():
+        tensor = graph.tensors[index]
+        value = it.get_tensor(index)
+        if tensor.scale is not None and np.issubdtype(value.dtype, np.integer):
+            value = dequantize(value, tensor.scale, tensor.zero_point)
+        result[label] = np.asarray(value, dtype=np.float32)  # a later tensor of a layer wins
+    return result
+
+
+def litert_convert(model, calibration, per_channel: bool = True, int16_activations: bool = False,
+                   keep_float: Sequence[str] = ()) -> bytes:
+    """Full-integer conversion of a Keras model with the settings that fix a broken layer.
+
+    - ``per_channel=False``: one scale per weight tensor (the converter's private
+      ``_experimental_disable_per_channel`` switch), as a per-tensor-only accelerator needs.
+    - ``int16_activations=True``: the 16x8 mode, int16 activations and int8 weights.
+    - ``keep_float``: Keras layer names whose operators stay float32, through the
+      ``QuantizationDebugger``'s ``denylisted_nodes`` (TensorFlow's selective quantization).
+
+    The input and output stay float32; ``calibration`` is the representative data (N, ...).
+    """
+    from tutorial_lib import tflite_bridge as kb
+
+    tf = kb.tf
+    samples = np.asarray(calibration, dtype=np.float32)
+    if samples.ndim != 4 or len(samples) == 0:
+        raise ValueError(f"calibration must be a batch of NHWC images; got shape {samples.shape}.")
+    if isinstance(keep_float, str):
+        raise ValueError(f"keep_float must be a list of layer names, e.g. [{keep_float!r}].")
+    layers = [layer.name for layer in model.layers]
+    unknown = [name for name in keep_float if name not in layers]
+    if unknown:
+        raise ValueError(f"keep_float names layers the model does not have: {unknown}; its "
+                         f"layers are {layers}.")
+
+    def converter():
+        c = kb._keras_converter(model)
+        c.optimizations = [tf.lite.Optimize.DEFAULT]
+        c.representative_dataset = lambda: ([s[None]] for s in samples)
+        if not per_channel:
+            c._experimental_disable_per_channel = True
+        if int16_activations:
+            c.target_spec.supported_ops = [
+                tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+        return c
+
+    if not keep_float:
+        return kb.run_converter(converter())
+    float_model = kb.convert(model, "float")
+    nodes = [t["name"] for t in kb.tensor_table(float_model, constants=False)
+             if layer_label(t["name"]) in keep_float]
+    import warnings
+
+    with kb._quiet_stderr(), warnings.catch_warnings():
+        # The debugger runs models in tf.lite.Interpreter, which warns that LiteRT replaces it.
+        warnings.simplefilter("ignore", UserWarning)
+        options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=nodes)
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=converter(), debug_dataset=lambda: ([s[None]] for s in samples[:1]),
+            debug_options=options)
+        return debugger.get_nondebug_quantized_model()
+
+
+# ---------------------------------------------------------------- breaking a model on purpose
+
+def plant_outlier_channel(model, layer: str, next_layer: str, channel: int, factor: float):
+    """Make one output channel of ``layer`` ``factor`` times larger without changing the model.
+
+    The BatchNorm after ``layer`` (``bn<k>`` for ``conv<k>``) scales the channel up by
+    ``factor`` and ``next_layer``'s weights on that input channel scale it back down; ReLU and
+    max pooling commute with a positive scale, so the float model computes the same function
+    (up to rounding). Folded into the convolution, that channel's weights and activations are
+    ``factor`` times larger than their neighbours': an outlier channel, as trained networks
+    sometimes grow. Works in place on the course CNN in Keras or PyTorch; returns the model.
+    """
+    if not factor > 0:
+        raise ValueError(f"factor must be positive (ReLU commutes with positive scales only); "
+                         f"got {factor!r}.")
+    bn = layer.replace("conv", "bn")
+    if hasattr(model, "get_layer"):  # Keras: kernels are HWIO
+        gamma, beta, mean, var = model.get_layer(bn).get_weights()
+        if not 0 <= channel < len(gamma):
+            raise ValueError(f"channel must be in 0..{len(gamma) - 1}; got {channel}.")
+        gamma[channel] *= factor
+        beta[channel] *= factor
+        model.get_layer(bn).set_weights([gamma, beta, mean, var])
+        kernel, bias = model.get_layer(next_layer).get_weights()
+        kernel[:, :, channel, :] /= factor
+        model.get_layer(next_layer).set_weights([kernel, bias])
+        return model
+    import torch  # PyTorch: weights are OIHW
+
+    modules = dict(model.named_modules())
+    if not 0 <= channel < modules[bn].num_features:
+        raise ValueError(f"channel must be in 0..{modules[bn].num_features - 1}; got {channel}.")
+    with torch.no_grad():
+        modules[bn].weight[channel] *= factor
+        modules[bn].bias[channel] *= factor
+        modules[next_layer].weight[:, channel] /= factor
+    return model
+
+
+# ---------------------------------------------------------------- PyTorch bridge
+
+def torch_pt2e(model, calibration_x, per_channel: bool = True, keep_float: Sequence[str] = ()):
+    """PT2E static int8 with the x86 quantizer; ``per_channel=False`` gives one scale per weight.
+
+    The x86 quantizer's default config has per-channel weights and calibrates activations with
+    a histogram; the per-tensor variant swaps in a symmetric per-tensor min-max weight
+    observer. Returns the converted reference graph (``tl.torch_bridge.pt2e_int8``).
+    """
+    from tutorial_lib import torch_bridge as tb
+
+    if per_channel:
+        return tb.pt2e_int8(model, calibration_x, keep_float=keep_float)
+    quantize_pt2e, _ = tb._ao()
+    graph = tb.export_for_quantization(model, tb.to_tensor(calibration_x)[:64])
+    prepared = quantize_pt2e.prepare_pt2e(graph, _per_tensor_quantizer(keep_float))
+    tb.calibrate(prepared, calibration_x)
+    return tb.drop_unused_weights(quantize_pt2e.convert_pt2e(prepared))
+
+
+def _per_tensor_quantizer(keep_float: Sequence[str] = ()):
+    import dataclasses
+
+    import torch
+    from torchao.quantization.pt2e import MinMaxObserver
+    from torchao.quantization.pt2e.quantizer import QuantizationSpec
+
+    from tutorial_lib import torch_bridge as tb
+
+    _, xiq = tb._ao()
+    config = xiq.get_default_x86_inductor_quantization_config()
+    weight = QuantizationSpec(dtype=torch.int8, quant_min=-128, quant_max=127,
+                              qscheme=torch.per_tensor_symmetric, is_dynamic=False,
+                              observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2**-12))
+    quantizer = xiq.X86InductorQuantizer()
+    quantizer.set_global(dataclasses.replace(config, weight=weight))
+    for name in keep_float:
+        quantizer.set_module_name_qconfig(name, None)
+    return quantizer
+
+
+def torch_layer_sqnr(model, calibration_x, x, per_channel: bool = True) -> dict[str, float]:
+    """Per-layer SQNR of PT2E int8 against float with torchao's numeric debugger.
+
+    Both graphs get an output logger on every node (``prepare_for_propagation_comparison``),
+    run on ``x``, and ``compare_results`` pairs the nodes that come from the same float node.
+    Nodes are named by the module that made them (``conv2``); the last node of a module wins.
+    """
+    import torch
+    from torchao.quantization.pt2e import (
+        compare_results,
+        extract_results_from_loggers,
+        prepare_for_propagation_comparison,
+    )
+
+    from tutorial_lib import torch_bridge as tb
+
+    quantize_pt2e, _ = tb._ao()
+    # Folded first, so that each float conv node computes what its int8 twin does.
+    graph = tb.export_for_quantization(tb.fold_batchnorm(model), tb.to_tensor(calibration_x)[:64])
+    reference = prepare_for_propagation_comparison(graph)  # before prepare_pt2e changes it
+    quantizer = (tb.x86_quantizer() if per_channel else _per_tensor_quantizer())
+    prepared = quantize_pt2e.prepare_pt2e(graph, quantizer)
+    tb.calibrate(prepared, calibration_x)
+    converted = quantize_pt2e.convert_pt2e(prepared)
+    actual = prepare_for_propagation_comparison(converted)
+    images = tb.to_tensor(x)
+    with torch.no_grad():
+        reference(images)
+        actual(images)
+    summary = compare_results(extract_results_from_loggers(reference),
+                              extract_results_from_loggers(actual))
+    result: dict[str, float] = {}
+    for node in summary.values():
+        label = node.ref_module_stack.rsplit(".", 1)[-1].strip("'\"]") or node.ref_node_name
+        result[label] = round(float(node.results[0].sqnr), 6)
+    return result
