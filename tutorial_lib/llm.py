@@ -100,8 +100,16 @@ def load_smollm2(cache: Path | None = CACHE):
             return tokenizer, model.eval()
         path = smollm2_file()
         tokenizer = transformers.AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-        model = transformers.AutoModelForCausalLM.from_pretrained(
-            path.parent, gguf_file=path.name, dtype=torch.float32)
+        # transformers' GGUF reader draws its own progress bar (a widget in Jupyter): not here
+        from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+        progress = gguf_utils.tqdm
+        gguf_utils.tqdm = lambda items, *args, **kwargs: items
+        try:
+            model = transformers.AutoModelForCausalLM.from_pretrained(
+                path.parent, gguf_file=path.name, dtype=torch.float32)
+        finally:
+            gguf_utils.tqdm = progress
         if folder is not None:
             tmp = folder.with_name(folder.name + ".partial")
             tmp.mkdir(parents=True, exist_ok=True)
