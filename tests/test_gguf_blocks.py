@@ -78,3 +78,11 @@ def test_quantize_refuses_bad_input():
         gb.quantize_q4_1(np.full(32, np.nan))
     with pytest.raises(ValueError, match="unknown block format"):
         gb.bits_per_weight("Q4_0")
+
+
+def test_the_numpy_modules_stay_light():
+    import subprocess
+    import sys
+    code = ("import sys, tutorial_lib.gguf_blocks, tutorial_lib.weight_only; "
+            "assert not {'torch', 'transformers', 'gguf'} & set(sys.modules), 'heavy import'")
+    subprocess.run([sys.executable, "-c", code], check=True)
