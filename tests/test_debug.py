@@ -69,3 +69,38 @@ def test_litert_activations_find_a_planted_outlier():
     assert debug.culprit(sqnr) == "conv3"  # where the 31 squeezed channels come out
     with pytest.raises(ValueError, match="does not have"):
         debug.litert_convert(model, x, keep_float=["conv9"])
+
+
+def test_keep_float_and_16x8_fix_the_planted_outlier_in_litert():
+    pytest.importorskip("ai_edge_litert")
+    import tutorial_lib as tl
+    kb = tl.tflite_bridge
+    data = tl.data.load_digits(size=32, layout="NHWC")
+    model = debug.plant_outlier_channel(kb.trained_cnn_keras(0), "conv2", "conv3", 21, 300.0)
+    calibration, x, y = data.x_train[:50], data.x_test[:120], data.y_test[:120]
+    broken = kb.accuracy_tflite(debug.litert_convert(model, calibration, per_channel=False), x, y)
+    kept = debug.litert_convert(model, calibration, per_channel=False,
+                                keep_float=["conv2", "pool2", "conv3"])
+    sixteen = debug.litert_convert(model, calibration, int16_activations=True)
+    assert broken < 0.5
+    assert kb.accuracy_tflite(kept, x, y) > 0.95 and kb.accuracy_tflite(sixteen, x, y) > 0.95
+    kinds = {t["dtype"] for t in kb.tensor_table(sixteen, constants=False)}
+    assert "int16" in kinds
+    float_ops = [t for t in kb.tensor_table(kept, constants=False)
+                 if debug.layer_label(t["name"]) == "conv3" and t["dtype"] == "float32"]
+    assert float_ops, "conv3 should run in float32"
+
+
+def test_torch_per_tensor_pt2e_breaks_and_the_numeric_debugger_finds_conv3():
+    pytest.importorskip("torchao")
+    import tutorial_lib as tl
+    tb = tl.torch_bridge
+    data = tl.data.load_digits(size=32, layout="NCHW")
+    model = debug.plant_outlier_channel(tb.trained_cnn(0), "conv2", "conv3", 6, 300.0)
+    calibration = data.x_train[:64]
+    per_tensor = tb.digits_accuracy(debug.torch_pt2e(model, calibration, per_channel=False), data)
+    per_channel = tb.digits_accuracy(debug.torch_pt2e(model, calibration), data)
+    assert per_tensor < per_channel - 0.3
+    sqnr = debug.torch_layer_sqnr(model, calibration, data.x_test[:64], per_channel=False)
+    assert list(sqnr)[:3] == ["conv1", "relu1", "pool1"]
+    assert debug.culprit(sqnr) == "conv3"
