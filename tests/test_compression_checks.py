@@ -31,8 +31,10 @@ def _kd_naive_softmax(s, t, y, temperature, alpha):
         return float(np.mean(alpha * temperature**2 * kl + (1 - alpha) * ce))
 
 
-def _assign_by_rounding(w, centroids):
+def _assign_by_rounding(w, centroids, axis=None):
     """Assumes evenly spaced centroids and rounds half to even."""
+    if axis is not None:
+        return tl.clustering.assign_clusters(w, centroids, axis)
     step = centroids[1] - centroids[0] if len(centroids) > 1 else 1.0
     return np.clip(np.round((w - centroids[0]) / step), 0, len(centroids) - 1).astype(np.int64)
 
@@ -47,7 +49,8 @@ REFERENCES = {
 
 MISTAKES = {
     # the signed weights, not their magnitudes
-    "magnitude_mask": lambda w, s: tl.pruning.magnitude_mask(np.maximum(w, 0) + 1e-3 * (w < 0), s),
+    "magnitude_mask": lambda w, s, axis: tl.pruning.magnitude_mask(np.maximum(w, 0) + 1e-3 * (w < 0),
+                                                                   s, axis),
     "global_masks": _per_layer_masks,  # per-layer pruning, not one threshold
     "assign_clusters": _assign_by_rounding,
     "kd_loss": _kd_without_t2,
@@ -62,7 +65,10 @@ def test_framework_twins_pass(name, capsys):
         import torch
         from torch.nn.utils import prune
 
-        def torch_mask(w, s):
+        def torch_mask(w, s, axis=None):
+            if axis is not None:  # torch prunes a tensor: one call per slice
+                return np.moveaxis(np.stack([torch_mask(row, s) for row in np.moveaxis(w, axis, 0)]),
+                                   0, axis)
             layer = torch.nn.Linear(1, 1, bias=False)
             layer.weight = torch.nn.Parameter(torch.tensor(np.atleast_2d(w)))
             prune.l1_unstructured(layer, "weight", amount=float(s))
@@ -85,11 +91,12 @@ def test_framework_twins_pass(name, capsys):
 
 
 @pytest.mark.parametrize("name, wrong, line", [
-    ("magnitude_mask", lambda w, s: tl.pruning.magnitude_mask(w, s).astype(np.float64),
+    ("magnitude_mask", lambda w, s, axis: tl.pruning.magnitude_mask(w, s, axis).astype(np.float64),
      "dtype: expected float32, got float64"),
     ("global_masks", lambda ws, s: [m.astype(np.int64) for m in tl.pruning.global_masks(ws, s)],
      "dtype: expected float32, got int64"),
-    ("assign_clusters", lambda w, c: tl.clustering.assign_clusters(w, c).astype(np.float32),
+    ("assign_clusters", lambda w, c, axis: tl.clustering.assign_clusters(w, c, axis).astype(
+        np.float32),
      "dtype: expected an integer dtype, got float32"),
     ("kd_loss", lambda *a: np.float32(tl.distill.kd_loss(*a)),
      "type: expected a Python float, got numpy.float32"),
@@ -104,7 +111,8 @@ def test_wrong_dtype_is_named(name, wrong, line, capsys):
 
 
 def test_boolean_mask_is_refused_with_advice(capsys):
-    assert not checks.check_magnitude_mask(lambda w, s: tl.pruning.magnitude_mask(w, s) > 0)
+    assert not checks.check_magnitude_mask(lambda w, s, axis: tl.pruning.magnitude_mask(w, s, axis)
+                                           > 0)
     out = capsys.readouterr().out
     assert "got booleans" in out and "Traceback" not in out
 
@@ -118,7 +126,8 @@ def test_overflowing_softmax_is_reported_as_nan(capsys):
 
 
 def test_wrong_shape_is_named(capsys):
-    assert not checks.check_magnitude_mask(lambda w, s: tl.pruning.magnitude_mask(w, s).ravel())
+    assert not checks.check_magnitude_mask(
+        lambda w, s, axis: tl.pruning.magnitude_mask(w, s, axis).ravel())
     out = capsys.readouterr().out
     assert "shape: expected (2, 3), got (6,)" in out
 
@@ -135,9 +144,13 @@ def test_missing_mask_in_the_list_is_named(capsys):
     ("assign_clusters", _assign_by_rounding, "np.argmin returns the first of equal distances"),
     ("clustered_bytes", lambda n, k, bits: n * max(1, math.ceil(math.log2(k))) // 8 + k * bits // 8,
      "round the index bits up to whole bytes"),
-    ("magnitude_mask", lambda w, s: tl.pruning.magnitude_mask(w, min(1.0, math.ceil(s * w.size)
-                                                                  / w.size)),
-     "not math.ceil"),
+    ("magnitude_mask", lambda w, s, axis: tl.pruning.magnitude_mask(
+        w, min(1.0, math.ceil(s * w.size) / w.size), axis), "not math.ceil"),
+    ("magnitude_mask", lambda w, s, axis: tl.pruning.magnitude_mask(w, s),
+     "prune each slice on its own"),
+    ("assign_clusters", lambda w, c, axis: tl.clustering.assign_clusters(w, c if axis is None
+                                                                          else c[0]),
+     "give each slice of np.moveaxis(w, axis, 0) its own codebook"),
 ])
 def test_hint_names_the_mistake(name, wrong, words, capsys):
     assert not getattr(checks, f"check_{name}")(wrong)

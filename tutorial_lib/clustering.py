@@ -41,21 +41,35 @@ def linear_centroids(w, k: int) -> np.ndarray:
     return np.linspace(w.min(), w.max(), k, dtype=np.float32)
 
 
-def assign_clusters(w, centroids) -> np.ndarray:
+def assign_clusters(w, centroids, axis: int | None = None) -> np.ndarray:
     """Index (int64) of the nearest centroid for every weight; a tie goes to the lower index.
 
-    This is tfmot's assignment (``tf.argmin(abs(w - c))``), and the first step of k-means.
+    This is tfmot's assignment (``tf.argmin(abs(w - c))``), and the first step of k-means. With
+    ``axis``, ``centroids`` holds one codebook per slice along it, shape ``(w.shape[axis], k)``
+    (tfmot's ``cluster_per_channel=True`` for convolutions).
 
     >>> assign_clusters([[-0.9, 0.4], [0.5, 2.6]], [-1.0, 0.0, 1.0, 2.0, 3.0]).tolist()
     [[0, 1], [1, 4]]
+    >>> assign_clusters([[0.1, 0.9], [0.1, 0.9]], [[0.0, 1.0], [0.5, 2.0]], axis=0).tolist()
+    [[0, 1], [0, 0]]
     """
     w = as_finite_float32(w, "w")
     centroids = as_finite_float32(centroids, "centroids")
-    if centroids.ndim != 1:
-        raise ValueError(f"centroids must be a 1-D array (one value per cluster); got shape "
-                         f"{centroids.shape}.")
-    distance = np.abs(w[..., None].astype(np.float64) - centroids.astype(np.float64))
-    return np.argmin(distance, axis=-1).astype(np.int64)
+    if axis is None:
+        if centroids.ndim != 1:
+            raise ValueError(f"centroids must be a 1-D array (one value per cluster); got shape "
+                             f"{centroids.shape}.")
+        distance = np.abs(w[..., None].astype(np.float64) - centroids.astype(np.float64))
+        return np.argmin(distance, axis=-1).astype(np.int64)
+    if isinstance(axis, bool) or not isinstance(axis, int) or not -w.ndim <= axis < w.ndim:
+        raise ValueError(f"axis must be None or an integer axis of w (shape {w.shape}); got "
+                         f"{axis!r}.")
+    if centroids.ndim != 2 or centroids.shape[0] != w.shape[axis]:
+        raise ValueError(f"with axis={axis}, centroids must have shape ({w.shape[axis]}, k), one "
+                         f"codebook per slice; got shape {centroids.shape}.")
+    moved = np.moveaxis(w, axis, 0)
+    return np.moveaxis(np.stack([assign_clusters(row, c) for row, c in
+                                 zip(moved, centroids, strict=True)]), 0, axis)
 
 
 def kmeans(w, k: int, iterations: int = 30, init=None) -> tuple[np.ndarray, np.ndarray]:
@@ -129,8 +143,9 @@ def packed_bytes(n_weights: int, k: int, codebook_bits: int = 32) -> int:
 def unique_per_channel(w, axis: int) -> np.ndarray:
     """How many distinct values each slice along ``axis`` holds (int64, one per channel).
 
-    A tensor clustered to ``k`` values and then quantized per channel keeps at most ``k``
-    distinct integers in each channel (each channel maps the shared values with its own scale).
+    A tensor clustered to ``k`` values and then quantized keeps at most ``k`` distinct integers
+    in each channel, whether each channel has its own scale (LiteRT's convolutions) or the whole
+    tensor shares one (LiteRT's fully connected layers, which then hold at most ``k`` in all).
 
     >>> unique_per_channel([[1, 1, 2], [3, 3, 3]], axis=0).tolist()
     [2, 1]

@@ -5,7 +5,8 @@ this module imports TensorFlow through ``tl.tflite_bridge``, which selects Keras
 to tfmot's calls:
 
 - ``pruning_schedule`` picks the schedule's ``frequency`` from the run's length: tfmot's default
-  (prune every 100 steps) never fires in a fine-tune of 46 steps, which leaves 0% sparsity;
+  (prune every 100 steps) fires only at step 0 in a fine-tune of 46 steps, where the schedule's
+  sparsity is still 0, which leaves the model dense;
 - ``fit_pruned``, ``fit_clustered`` and ``fit_collaborative`` fine-tune with the callbacks and
   schemes tfmot needs, and strip the wrappers;
 - ``fit_distilled`` trains a student on ``tl.distill.kd_loss`` (its Keras twin, ``kd_loss_keras``);
@@ -33,8 +34,10 @@ def _steps_per_epoch(data: Dataset, batch_size: int) -> int:
 def pruning_schedule(sparsity: float, total_steps: int, frequency: int | None = None):
     """tfmot's ``PolynomialDecay`` from 0 to ``sparsity`` over the first half of the run.
 
-    ``frequency`` (steps between mask updates) defaults to an eighth of the ramp, so the mask
-    is updated about 8 times; tfmot's own default, 100, suits runs of thousands of steps.
+    ``frequency`` (steps between mask updates) defaults to an eighth of the ramp, rounded down
+    (at least 1), so the mask is updated every few batches up to the end of the ramp: 9 times
+    or more, 12 in a run of 46 steps (0, 2, ..., 22); tfmot's own default, 100, suits runs of
+    thousands of steps.
     """
     if not 0 < sparsity < 1:
         raise ValueError(f"sparsity must be a fraction between 0 and 1; got {sparsity!r}.")

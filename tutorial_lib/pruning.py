@@ -45,17 +45,28 @@ def _n_pruned(sparsity: float, n: int) -> int:
     return int(round(sparsity * n))
 
 
-def magnitude_mask(w, sparsity: float) -> np.ndarray:
+def magnitude_mask(w, sparsity: float, axis: int | None = None) -> np.ndarray:
     """Float32 mask that removes the ``round(sparsity * w.size)`` weights of smallest ``|w|``.
 
     Equal to the ``weight_mask`` of ``torch.nn.utils.prune.l1_unstructured(module, "weight",
-    amount=sparsity)`` (ties between equal magnitudes: the first in C order goes first).
+    amount=sparsity)`` (ties between equal magnitudes: the first in C order goes first). With
+    ``axis``, every slice along it (an output channel with ``axis=0``) loses its own
+    ``round(sparsity * slice.size)`` smallest, so all channels end with the same sparsity.
 
-    >>> magnitude_mask([[0.5, -0.1], [0.05, -2.0]], 0.5).tolist()
+    >>> magnitude_mask([[0.5, 0.4], [0.1, 0.2]], 0.5).tolist()
+    [[1.0, 1.0], [0.0, 0.0]]
+    >>> magnitude_mask([[0.5, 0.4], [0.1, 0.2]], 0.5, axis=0).tolist()
     [[1.0, 0.0], [0.0, 1.0]]
     """
     w = as_finite_float32(w, "w")
-    k = _n_pruned(_check_sparsity(sparsity), w.size)
+    sparsity = _check_sparsity(sparsity)
+    if axis is not None:
+        if isinstance(axis, bool) or not isinstance(axis, int) or not -w.ndim <= axis < w.ndim:
+            raise ValueError(f"axis must be None or an integer axis of w (shape {w.shape}); "
+                             f"got {axis!r}.")
+        moved = np.moveaxis(w, axis, 0)
+        return np.moveaxis(np.stack([magnitude_mask(row, sparsity) for row in moved]), 0, axis)
+    k = _n_pruned(sparsity, w.size)
     mask = np.ones(w.size, np.float32)
     mask[np.argsort(np.abs(w).ravel(), kind="stable")[:k]] = 0.0
     return mask.reshape(w.shape)

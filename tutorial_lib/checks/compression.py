@@ -23,42 +23,59 @@ def _f32(*rows) -> np.ndarray:
     return _a(rows, dtype=np.float32) if len(rows) > 1 else _a(rows[0], dtype=np.float32)
 
 
-def check_magnitude_mask(fn: Callable[[np.ndarray, float], np.ndarray]) -> CheckResult:
-    """``fn(w, sparsity) -> mask``: float32 ones and zeros, zeros on the ``round(sparsity *
-    w.size)`` weights of smallest ``|w|``, as ``torch.nn.utils.prune.l1_unstructured``."""
+def check_magnitude_mask(fn: Callable[..., np.ndarray]) -> CheckResult:
+    """``fn(w, sparsity, axis) -> mask``: float32 ones and zeros, zeros on the ``round(sparsity *
+    w.size)`` weights of smallest ``|w|``, as ``torch.nn.utils.prune.l1_unstructured``; with an
+    integer ``axis``, the same count of zeros in every slice along it."""
     cases = [
-        Case((_f32([0.5, -0.1, 0.05, -2.0]), 0.5), _f32([1, 0, 0, 1]),
+        Case((_f32([0.5, -0.1, 0.05, -2.0]), 0.5, None), _f32([1, 0, 0, 1]),
              "half of four weights: the two smallest magnitudes go",
              "compare magnitudes, np.abs(w): -2.0 is the largest weight here, not the smallest."),
-        Case((_f32([[0.3, -0.8, 0.1], [0.9, -0.2, 0.05]]), 0.5), _f32([[1, 1, 0], [1, 0, 0]]),
+        Case((_f32([[0.3, -0.8, 0.1], [0.9, -0.2, 0.05]]), 0.5, None), _f32([[1, 1, 0], [1, 0, 0]]),
              "a 2x3 matrix: the mask keeps the shape"),
-        Case((_f32([0.4, -0.3, 0.2, -0.1, 0.6]), 0.3), _f32([1, 1, 0, 0, 1]),
+        Case((_f32([0.4, -0.3, 0.2, -0.1, 0.6]), 0.3, None), _f32([1, 1, 0, 0, 1]),
              "30% of 5 weights is 1.5: round(1.5) is 2 (ties to even), so two go",
              "the number to remove is round(sparsity * w.size), with Python's round: not "
              "int(), which truncates 1.5 to 1."),
-        Case((_f32([0.4, -0.3, 0.2, -0.1, 0.6]), 0.5), _f32([1, 1, 0, 0, 1]),
+        Case((_f32([0.4, -0.3, 0.2, -0.1, 0.6]), 0.5, None), _f32([1, 1, 0, 0, 1]),
              "half of 5 weights is 2.5: round(2.5) is 2 (ties to even), so two go",
              "the number to remove is round(sparsity * w.size), with Python's round: not "
              "math.ceil, which makes 2.5 into 3."),
-        Case((_f32([0.4, -0.3, 0.2, -0.1]), 0.0), _f32([1, 1, 1, 1]), "sparsity 0: nothing goes"),
-        Case((_f32([0.4, -0.3, 0.2, -0.1]), 1.0), _f32([0, 0, 0, 0]), "sparsity 1: all go"),
-        Case((_f32([-0.7, 0.0, 0.25, -0.25, 0.6, 0.01]), 0.5), _f32([1, 0, 0, 1, 1, 0]),
+        Case((_f32([0.4, -0.3, 0.2, -0.1]), 0.0, None), _f32([1, 1, 1, 1]), "sparsity 0: nothing goes"),
+        Case((_f32([0.4, -0.3, 0.2, -0.1]), 1.0, None), _f32([0, 0, 0, 0]), "sparsity 1: all go"),
+        Case((_f32([-0.7, 0.0, 0.25, -0.25, 0.6, 0.01]), 0.5, None), _f32([1, 0, 0, 1, 1, 0]),
              "a weight that is already 0 goes first; then 0.01, then the first of the tied "
              "0.25s in order",
              "break ties by position: np.argsort(np.abs(w).ravel(), kind='stable')."),
+        Case((_f32([[0.5, 0.4], [0.1, 0.2]]), 0.5, 0), _f32([[1, 0], [0, 1]]),
+             "axis=0: each row (output channel) loses its own smallest half, even the row "
+             "whose weights are all larger than the other row's",
+             "with an axis, prune each slice on its own: for i, row in enumerate(np.moveaxis(w, "
+             "axis, 0)), not one threshold for the whole tensor."),
+        Case((_f32([[0.5, 0.1, 0.3], [0.2, 0.9, 0.4]]), 0.5, 1), _f32([[1, 0, 0], [0, 1, 1]]),
+             "axis=1: each column of 2 loses round(0.5 * 2) = 1 weight",
+             "the slices run along the axis you are given: np.moveaxis(w, axis, 0) puts them "
+             "first, and np.moveaxis(mask, 0, axis) puts the mask back."),
+        Case((_f32([[0.3, -0.2, 0.1, 0.4], [1.0, 2.0, -3.0, 0.5]]), 0.5, -2),
+             _f32([[1, 0, 0, 1], [0, 1, 1, 0]]),
+             "axis=-2 is axis 0 of a matrix: two zeros per row"),
     ]
     mistakes = [
-        (_reproduces(lambda w, s: (w > np.sort(w.ravel())[int(round(s * w.size)) - 1])
-                     .astype(np.float32) if s > 0 else np.ones_like(w)),
+        # (only where a weight is negative: with none, signed and magnitude agree)
+        (_reproduces(lambda w, s, axis: np.full(w.shape, np.nan) if not (w < 0).any() else
+                     (w > np.sort(w.ravel())[int(round(s * w.size)) - 1]).astype(np.float32)
+                     if s > 0 else np.ones_like(w)),
          "you compared the signed weights: large negative weights matter as much as positive "
          "ones. Use np.abs(w)."),
     ]
-    return run_checks("magnitude_mask", fn, cases, arg_names=["w", "sparsity"], dtype=np.float32,
+    return run_checks("magnitude_mask", fn, cases, arg_names=["w", "sparsity", "axis"], dtype=np.float32,
                       mistakes=mistakes, dtype_hint=(
         "return the mask as float32 ones and zeros (mask.astype(np.float32)), as PyTorch keeps "
         "it: then w * mask needs no cast."), hint=(
         "k = round(sparsity * w.size); order = np.argsort(np.abs(w).ravel(), kind='stable'); "
-        "mask = np.ones(w.size, np.float32); mask[order[:k]] = 0; return mask.reshape(w.shape)."))
+        "mask = np.ones(w.size, np.float32); mask[order[:k]] = 0; return mask.reshape(w.shape). "
+        "With an axis, do that for each slice of np.moveaxis(w, axis, 0), np.stack the masks and "
+        "move the axis back."))
 
 
 def check_global_masks(fn: Callable[[list, float], list]) -> CheckResult:
@@ -97,28 +114,43 @@ def _per_layer_mask(w, s):
     return mask.reshape(w.shape)
 
 
-def check_assign_clusters(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> CheckResult:
-    """``fn(w, centroids) -> indices``: the index of the nearest centroid for every weight
-    (an integer array of ``w``'s shape); a tie goes to the lower index, as ``np.argmin``."""
+def check_assign_clusters(fn: Callable[..., np.ndarray]) -> CheckResult:
+    """``fn(w, centroids, axis) -> indices``: the index of the nearest centroid for every weight
+    (an integer array of ``w``'s shape); a tie goes to the lower index, as ``np.argmin``. With an
+    integer ``axis``, ``centroids[i]`` is the codebook of slice ``i`` along it."""
     cases = [
-        Case((_f32([-0.9, 0.4, 2.6]), _f32([-1.0, 0.0, 1.0, 2.0, 3.0])), _a([0, 1, 4]),
+        Case((_f32([-0.9, 0.4, 2.6]), _f32([-1.0, 0.0, 1.0, 2.0, 3.0]), None), _a([0, 1, 4]),
              "five evenly spaced centroids (tfmot's LINEAR start)",
              "measure the distance |w - c| to every centroid: w[..., None] - centroids."),
-        Case((_f32([[0.5, -0.5], [1.5, 2.9]]), _f32([-1.0, 0.0, 1.0, 2.0, 3.0])),
+        Case((_f32([[0.5, -0.5], [1.5, 2.9]]), _f32([-1.0, 0.0, 1.0, 2.0, 3.0]), None),
              _a([[1, 0], [2, 4]]),
              "ties halfway between two centroids go to the lower index",
              "np.argmin returns the first of equal distances; rounding (w - c0) / step breaks "
              "ties to even instead."),
-        Case((_f32([0.1, 0.35, 0.9]), _f32([0.0, 0.3, 1.0])), _a([0, 1, 2]),
+        Case((_f32([0.1, 0.35, 0.9]), _f32([0.0, 0.3, 1.0]), None), _a([0, 1, 2]),
              "centroids that are not evenly spaced (after k-means)",
              "look for the nearest centroid; do not assume an even step between them."),
-        Case((_f32([5.0, -5.0]), _f32([-1.0, 1.0])), _a([1, 0]), "far outside: the end centroids"),
-        Case((_f32([0.2, -0.3, 0.0]), _f32([0.0])), _a([0, 0, 0]), "a single centroid"),
+        Case((_f32([5.0, -5.0]), _f32([-1.0, 1.0]), None), _a([1, 0]), "far outside: the end centroids"),
+        Case((_f32([0.2, -0.3, 0.0]), _f32([0.0]), None), _a([0, 0, 0]), "a single centroid"),
+        Case((_f32([[0.1, 0.9], [0.1, 0.9]]), _f32([[0.0, 1.0], [0.5, 2.0]]), 0),
+             _a([[0, 1], [0, 0]]),
+             "axis=0: row i uses its own codebook centroids[i] (clustering per channel)",
+             "with an axis, give each slice of np.moveaxis(w, axis, 0) its own codebook: "
+             "centroids[i] for slice i."),
+        Case((_f32([[0.2, 1.6, -0.4], [0.2, 1.6, 0.25]]), _f32([[0.0, 0.5], [1.0, 2.0],
+                                                               [-0.5, 0.0]]), 1),
+             _a([[0, 1, 0], [0, 1, 1]]),
+             "axis=1: column j uses centroids[j]; 0.25 is halfway in column 2, so the lower "
+             "index",
+             "the codebooks follow the axis you are given: move it first with np.moveaxis(w, "
+             "axis, 0), and the answer back with np.moveaxis(indices, 0, axis)."),
     ]
-    return run_checks("assign_clusters", fn, cases, arg_names=["w", "centroids"],
+    return run_checks("assign_clusters", fn, cases, arg_names=["w", "centroids", "axis"],
                       dtype=np.integer, dtype_hint=(
         "indices are integers: np.argmin already returns int64; do not turn them into floats."),
-        hint="return np.argmin(np.abs(w[..., None] - centroids), axis=-1).")
+        hint="without an axis: np.argmin(np.abs(w[..., None] - centroids), axis=-1); with one, "
+        "the same for each slice of np.moveaxis(w, axis, 0) and its codebook, stacked and "
+        "moved back.")
 
 
 def _kd(s, t, y, temperature, alpha):
