@@ -65,6 +65,7 @@ $(STAMP): pyproject.toml requirements/lock.txt
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) tools/make_exercises.py --check
+	$(PY) tools/readme_results.py --check
 
 test-lib: $(STAMP)
 	$(PY) -m pytest -q tests tutorial_lib --doctest-modules --ignore=tests/test_browser.py

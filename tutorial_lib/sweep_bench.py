@@ -71,6 +71,7 @@ def figure(rows: list[dict]):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib import ticker
 
     fig, axes = plt.subplots(1, len(PAIRS), figsize=(4.2 * len(PAIRS), 3.6), sharey=True)
     for ax, (framework, base, variant) in zip(axes, PAIRS, strict=True):
@@ -85,6 +86,9 @@ def figure(rows: list[dict]):
                     ax.axvline(found / 1e6, color=ax.lines[-1].get_color(), ls=":", lw=1)
         ax.axhline(1.0, color="grey", lw=1)
         ax.set_xscale("log")
+        ax.set_xlim(1.5, 300)
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
         ax.set_xlabel("million multiply-adds per image")
         ax.set_title(f"{framework}: {variant}\nover {base}", fontsize=9)
         ax.legend(fontsize=8)
