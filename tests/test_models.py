@@ -226,3 +226,76 @@ def test_keras_bad_input(kb, digits_nhwc):
         kb.accuracy_keras(model, digits_nhwc.x_test[0], digits_nhwc.y_test[:1])
     with pytest.raises(ValueError, match="seed must be an integer"):
         kb.trained_cnn_keras(seed=None)
+
+
+# --- the course ResNet (lesson 11) ----------------------------------------------------------
+
+def test_resnet_description():
+    assert len(models.RESNET_LAYERS) == len(models.RESNET_SPECS)
+    assert models.RESNET_LAYERS[0].startswith("stem_conv") and "24x32x32" in models.RESNET_LAYERS[0]
+    counts = [models.count_params(k, "course_resnet") for k in ("all", "trainable", "folded")]
+    # 24 + 2 * 24 + 3 * 48 + 3 * 96 = 504 BatchNorm channels: each stores 4 numbers, 2 of them
+    # trained; folding removes them and gives each bias-free conv a bias (504 numbers in all).
+    bn_channels = sum(s.c_out for s in models.RESNET_SPECS if s.kind == "batchnorm")
+    assert bn_channels == 504
+    assert counts[0] - counts[1] == 2 * bn_channels
+    assert counts[1] - counts[2] == 2 * bn_channels - bn_channels
+    assert models.count_params("all", "course_resnet") > models.count_params("all")
+    assert 10e6 < models.count_macs("course_resnet") < 40e6
+    with pytest.raises(ValueError, match="model must be one of"):
+        models.count_params("all", "resnet18")
+    with pytest.raises(ValueError, match="model must be one of"):
+        models.count_macs("vgg")
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_torch_resnet_matches_the_description_and_the_manifest(tb, digits_nchw):
+    model = tb.CourseResNet()
+    assert [name for name, _ in model.named_children()] == [s.name for s in models.RESNET_SPECS]
+    assert tuple(model(tb.torch.zeros(2, 1, 32, 32)).shape) == (2, 10)
+    trainable = sum(p.numel() for p in model.parameters())
+    bn_stats = sum(b.numel() for name, b in model.named_buffers() if "running_" in name)
+    assert trainable == models.count_params("trainable", "course_resnet")
+    assert trainable + bn_stats == models.count_params("all", "course_resnet")
+    folded = tb.fold_batchnorm(model)
+    assert sum(p.numel() for p in folded.parameters()) == models.count_params("folded", "course_resnet")
+    np.testing.assert_allclose(tb.logits(folded, digits_nchw.x_test[:8]),
+                               tb.logits(model, digits_nchw.x_test[:8]), atol=1e-4)
+    for seed in shipped.manifest()["seeds"]:
+        model = tb.trained_resnet(seed)
+        assert not model.training
+        acc = tb.accuracy(model, digits_nchw.x_test, digits_nchw.y_test)
+        entry = shipped.model_entry("torch", seed, "course_resnet")
+        assert acc >= MIN_ACCURACY
+        assert acc == pytest.approx(entry["test_accuracy"], abs=1e-6)
+
+
+def test_keras_resnet_matches_the_description_and_the_manifest(kb, digits_nhwc):
+    model = kb.course_resnet_keras()
+    assert model.input_shape == (None, 32, 32, 1)
+    assert model(np.zeros((2, 32, 32, 1), np.float32)).shape == (2, 10)
+    # The functional API lists layers in its own topological order; the set is the same.
+    assert sorted(layer.name for layer in model.layers[1:]) == sorted(
+        s.name for s in models.RESNET_SPECS)
+    assert model.count_params() == models.count_params("all", "course_resnet")
+    for seed in shipped.manifest()["seeds"]:
+        acc = kb.accuracy_keras(kb.trained_resnet_keras(seed), digits_nhwc.x_test,
+                                digits_nhwc.y_test)
+        entry = shipped.model_entry("keras", seed, "course_resnet")
+        assert acc >= MIN_ACCURACY
+        assert acc == pytest.approx(entry["test_accuracy"], abs=1e-6)
+    with pytest.raises(ValueError, match="ships the trained ResNet"):
+        kb.trained_resnet_keras(5)
+
+
+def test_resnet_training_is_deterministic(tb, digits_nchw):
+    # Two short runs on a few images give the same weights; the full recipe is the same code
+    # path as the course CNN's (train_models.check("torch", 0, "course_resnet") retrains it).
+    small = data.Dataset(digits_nchw.x_train[:128], digits_nchw.y_train[:128],
+                         digits_nchw.x_test, digits_nchw.y_test)
+    trained = []
+    for _ in range(2):
+        tb.torch.manual_seed(1)
+        trained.append(tb.train(tb.CourseResNet(), small, epochs=1, seed=1).state_dict())
+    for name, value in trained[0].items():
+        assert tb.torch.equal(value, trained[1][name]), name

@@ -1,4 +1,4 @@
-"""TensorFlow side of the course: the CNN in Keras 2 (``tf_keras``), training and accuracy.
+"""TensorFlow side of the course: the CNN and ResNet in Keras 2 (``tf_keras``), training, LiteRT.
 
 Import this module before anything else that touches TensorFlow or Keras. It makes
 TensorFlow use the legacy Keras 2 (``tf_keras``, which the TFLite converter and the Model
@@ -64,7 +64,8 @@ with _quiet_stderr():
 # TensorFlow's Python logger would otherwise print deprecation notes ("WARNING:tensorflow:...").
 tf.get_logger().setLevel("ERROR")
 
-__all__ = ["accuracy_keras", "course_cnn_keras", "train_keras", "trained_cnn_keras", "keras_weight_names", "MODES",
+__all__ = ["accuracy_keras", "course_cnn_keras", "course_resnet_keras", "train_keras",
+           "trained_cnn_keras", "trained_resnet_keras", "keras_weight_names", "MODES",
            "convert", "run_converter", "interpreter", "run_tflite", "size_on_disk",
            "compare_latency", "latency_ms", "accuracy_tflite", "tensor_table", "mobilenet_v2",
            "load_tfmot", "prepare_qat"]
@@ -104,6 +105,45 @@ def course_cnn_keras(num_classes: int = 10) -> tf_keras.Model:
         ],
         name="course_cnn",
     )
+
+
+def course_resnet_keras() -> tf_keras.Model:
+    """Lesson 11's course ResNet in Keras for 32x32x1 images (NHWC), ending in 10 logits.
+
+    The layers and names of ``tl.models.RESNET_SPECS`` and of ``tl.torch_bridge.CourseResNet``,
+    built with the functional API (a residual add reads two layers). Same parameter count; one
+    difference in what a layer computes: a stride-2 convolution with ``padding="same"`` pads
+    only the bottom and right of an even-sized image, PyTorch's ``padding=1`` all four sides.
+    Each framework trains its own weights, so that changes nothing here. BatchNormalization
+    uses PyTorch's settings, as in ``course_cnn_keras``.
+    """
+    from tutorial_lib.models import RESNET_SPECS
+
+    image = tf_keras.layers.Input(shape=(32, 32, 1), name="image")
+    out: dict[str, object] = {}
+    x = image
+    for spec in RESNET_SPECS:
+        if spec.kind == "add":
+            x = [out[name] for name in spec.inputs]
+        elif spec.inputs:  # a shortcut reads an earlier layer
+            x = out[spec.inputs[0]]
+        x = out[spec.name] = _keras_layer(spec)(x)
+    return tf_keras.Model(image, x, name="course_resnet")
+
+
+def _keras_layer(spec) -> tf_keras.layers.Layer:
+    layers = tf_keras.layers
+    if spec.kind in ("conv3x3", "conv1x1"):
+        return layers.Conv2D(spec.c_out, 3 if spec.kind == "conv3x3" else 1, strides=spec.stride,
+                             padding="same", use_bias=spec.bias, name=spec.name)
+    if spec.kind == "batchnorm":
+        return layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=spec.name)
+    if spec.kind == "dense":
+        return layers.Dense(spec.c_out, name=spec.name)
+    if spec.kind == "avgpool":
+        return layers.GlobalAveragePooling2D(keepdims=True, name=spec.name)
+    return {"relu": layers.ReLU, "add": layers.Add, "flatten": layers.Flatten}[spec.kind](
+        name=spec.name)
 
 
 def _check_images(x: np.ndarray, y: np.ndarray | None, name: str) -> None:
@@ -192,9 +232,21 @@ def trained_cnn_keras(seed: int = 0) -> tf_keras.Model:
     trained here. Each call builds a new model: quantize or fine-tune it freely. The model is
     not compiled: call ``train_keras`` or ``model.compile`` to train it further.
     """
-    weights = shipped.load_weights("keras", seed)
-    model = course_cnn_keras()
-    model.set_weights([weights[name] for name in keras_weight_names(model)])
+    return _shipped_keras(course_cnn_keras(), "course_cnn", seed)
+
+
+def trained_resnet_keras(seed: int = 0) -> tf_keras.Model:
+    """Lesson 11's course ResNet in Keras, trained on the 32x32 digits.
+
+    Shipped like ``trained_cnn_keras`` (seeds 0, 1 and 2, trained once by
+    ``tools/train_models.py`` with the same recipe); each call builds a new, uncompiled model.
+    """
+    return _shipped_keras(course_resnet_keras(), "course_resnet", seed)
+
+
+def _shipped_keras(model: tf_keras.Model, name: str, seed: int) -> tf_keras.Model:
+    weights = shipped.load_weights("keras", seed, name)
+    model.set_weights([weights[key] for key in keras_weight_names(model)])
     return model
 
 

@@ -2,8 +2,8 @@
 
 The code lives in two modules, each read top to bottom on its own:
 
-- ``tutorial_lib.torch_model``: the course CNN, its training and shipped weights, simulated
-  integer inference (BatchNorm folding, fake quantization), and measuring any model (size on
+- ``tutorial_lib.torch_model``: the course CNN and ResNet, their training and shipped weights,
+  simulated integer inference (BatchNorm folding, fake quantization), and measuring any model (size on
   disk, accuracy, latency, one table for all);
 - ``tutorial_lib.torch_quant``: PyTorch's quantization APIs (eager mode, torchao's PT2E with the
   x86 quantizer) and reading what a quantized model holds.
@@ -21,6 +21,7 @@ from tutorial_lib.torch_model import (  # noqa: F401  (re-exported; tl.qat uses 
     EPOCHS,
     LR,
     CourseCNN,
+    CourseResNet,
     Latency,
     _check_dataset,
     _check_images,
@@ -45,6 +46,7 @@ from tutorial_lib.torch_model import (  # noqa: F401  (re-exported; tl.qat uses 
     to_tensor,
     train,
     trained_cnn,
+    trained_resnet,
     weighted_layers,
 )
 from tutorial_lib.torch_quant import (  # noqa: F401  (re-exported; the tests use _ao, _allow_eval)
@@ -67,7 +69,8 @@ from tutorial_lib.torch_quant import (  # noqa: F401  (re-exported; the tests us
 )
 
 __all__ = [  # the names of torch_model, then those of torch_quant
-    "CourseCNN", "accuracy", "predict", "to_tensor", "train", "trained_cnn", "fold_batchnorm",
+    "CourseCNN", "CourseResNet", "accuracy", "predict", "to_tensor", "train", "trained_cnn",
+    "trained_resnet", "fold_batchnorm",
     "weighted_layers", "layer_inputs", "fake_quantize_model", "state_dict_bytes", "layer_costs",
     "logits", "digits_accuracy", "agreement", "Latency", "summarize_times", "compare_latency",
     "latency", "compare", "format_table", "KNOWN_WARNINGS", "load_quantization_apis",

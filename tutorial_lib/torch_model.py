@@ -31,7 +31,8 @@ with warnings.catch_warnings():
 from tutorial_lib import shipped
 from tutorial_lib.data import Dataset, load_digits
 
-__all__ = ["CourseCNN", "accuracy", "predict", "to_tensor", "train", "trained_cnn",
+__all__ = ["CourseCNN", "CourseResNet", "accuracy", "predict", "to_tensor", "train", "trained_cnn",
+           "trained_resnet",
            "fold_batchnorm", "weighted_layers", "layer_inputs", "fake_quantize_model",
            "state_dict_bytes", "layer_costs", "logits", "digits_accuracy", "agreement", "Latency",
            "summarize_times", "compare_latency", "latency", "compare", "format_table"]
@@ -83,6 +84,68 @@ class CourseCNN(nn.Module):
         x = self.pool2(self.relu2(self.bn2(self.conv2(x))))
         x = self.pool3(self.relu3(self.bn3(self.conv3(x))))
         return self.fc2(self.relu4(self.fc1(self.flatten(x))))
+
+
+class Add(nn.Module):
+    """``a + b`` as a named module, so that a residual add has a name in every framework."""
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return a + b
+
+
+class CourseResNet(nn.Module):
+    """Lesson 11's larger network: a small ResNet for 1x32x32 images (NCHW), 10 logits.
+
+    A stem (conv3x3 -> BatchNorm -> ReLU, 24 channels), three residual blocks at 32x32, 16x16
+    and 8x8 pixels (24, 48, 96 channels), global average pooling and ``fc``. Each block is
+    conv3x3 -> BN -> ReLU -> conv3x3 -> BN, plus a shortcut, summed by ``b<i>_add``, then ReLU;
+    the second and third blocks halve the image with stride 2 and project their shortcut with a
+    1x1 conv and BN. Layers and names are those of ``tl.models.RESNET_SPECS``, all direct
+    submodules (``b2_conv1``, not ``b2.conv1``), as in the Keras twin
+    ``tl.tflite_bridge.course_resnet_keras``. Convolutions before a BatchNorm have no bias.
+    """
+
+    FUSE_GROUPS = (
+        ("stem_conv", "stem_bn", "stem_relu"),
+        ("b1_conv1", "b1_bn1", "b1_relu1"), ("b1_conv2", "b1_bn2"),
+        ("b2_conv1", "b2_bn1", "b2_relu1"), ("b2_conv2", "b2_bn2"), ("b2_proj", "b2_proj_bn"),
+        ("b3_conv1", "b3_bn1", "b3_relu1"), ("b3_conv2", "b3_bn2"), ("b3_proj", "b3_proj_bn"),
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        from tutorial_lib.models import RESNET_SPECS
+
+        for spec in RESNET_SPECS:  # one module per line of the description, in its order
+            self.add_module(spec.name, self._layer(spec))
+
+    @staticmethod
+    def _layer(spec) -> nn.Module:
+        if spec.kind in ("conv3x3", "conv1x1"):
+            k = 3 if spec.kind == "conv3x3" else 1
+            return nn.Conv2d(spec.c_in, spec.c_out, k, stride=spec.stride, padding=k // 2,
+                             bias=spec.bias)
+        if spec.kind == "batchnorm":
+            return nn.BatchNorm2d(spec.c_out)
+        if spec.kind == "dense":
+            return nn.Linear(spec.c_in, spec.c_out)
+        return {"relu": nn.ReLU, "add": Add, "flatten": nn.Flatten,
+                "avgpool": lambda: nn.AdaptiveAvgPool2d(1)}[spec.kind]()
+
+    def _block(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        def layer(name: str) -> nn.Module:
+            return getattr(self, f"b{i}_{name}")
+
+        y = layer("relu1")(layer("bn1")(layer("conv1")(x)))
+        y = layer("bn2")(layer("conv2")(y))
+        shortcut = layer("proj_bn")(layer("proj")(x)) if hasattr(self, f"b{i}_proj") else x
+        return layer("relu2")(layer("add")(y, shortcut))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem_relu(self.stem_bn(self.stem_conv(x)))
+        for i in (1, 2, 3):
+            x = self._block(i, x)
+        return self.fc(self.flatten(self.pool(x)))
 
 
 def to_tensor(x, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -213,9 +276,21 @@ def trained_cnn(seed: int = 0) -> CourseCNN:
     ``tools/train_models.py``), so every learner gets the same model on any CPU and nothing is
     trained here. Each call returns a new model: quantize or fine-tune it freely.
     """
-    state = {name: torch.from_numpy(value) for name, value in
-             shipped.load_weights("torch", seed).items()}
-    model = CourseCNN()
+    return _shipped_model(CourseCNN(), "course_cnn", seed)
+
+
+def trained_resnet(seed: int = 0) -> CourseResNet:
+    """Lesson 11's course ResNet trained on the 32x32 digits, in eval mode.
+
+    Shipped like ``trained_cnn`` (seeds 0, 1 and 2, trained once by ``tools/train_models.py``
+    with the same recipe); each call returns a new model.
+    """
+    return _shipped_model(CourseResNet(), "course_resnet", seed)
+
+
+def _shipped_model(model: nn.Module, name: str, seed: int) -> nn.Module:
+    state = {key: torch.from_numpy(value) for key, value in
+             shipped.load_weights("torch", seed, name).items()}
     model.load_state_dict(state)
     return model.eval()
 
