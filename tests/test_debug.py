@@ -91,6 +91,29 @@ def test_keep_float_and_16x8_fix_the_planted_outlier_in_litert():
     assert float_ops, "conv3 should run in float32"
 
 
+def test_litert_layer_stats_point_at_the_planted_layer_quietly(capfd):
+    pytest.importorskip("ai_edge_litert")
+    import warnings
+
+    import tutorial_lib as tl
+    kb = tl.tflite_bridge
+    data = tl.data.load_digits(size=32, layout="NHWC")
+    model = debug.plant_outlier_channel(kb.trained_cnn_keras(0), "conv2", "conv3", 21, 300.0)
+    capfd.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the deprecated tf.lite.Interpreter's notice is silenced
+        stats = debug.litert_layer_stats(model, data.x_train[:50], data.x_test[:40],
+                                         per_channel=False)
+    assert capfd.readouterr().err == ""
+    assert list(stats)[:2] == ["conv1", "pool1"] and list(stats)[-1] == "output"
+    ratio = {name: row["rmse/scale"] for name, row in stats.items()}
+    assert max(ratio, key=ratio.get) == "conv3" and ratio["conv3"] > 3
+    assert all(r < 1 for name, r in ratio.items() if name != "conv3")
+    assert stats["conv3"]["op"] == "CONV_2D" and stats["conv3"]["scale"] > 0
+    with pytest.raises(ValueError, match="NHWC images"):
+        debug.litert_layer_stats(model, data.x_train[:50], data.x_test[0])
+
+
 def test_torch_per_tensor_pt2e_breaks_and_the_numeric_debugger_finds_conv3():
     pytest.importorskip("torchao")
     import tutorial_lib as tl

@@ -8,7 +8,8 @@ to layer; the layer at fault is where it jumps: the largest drop in SQNR from th
 The core is numpy (``layer_sqnr``, ``culprit``); the bridges below it import their framework
 only when called: ``litert_activations`` reads every tensor of a LiteRT model,
 ``litert_convert`` converts with the settings that fix a broken layer (per-tensor or
-per-channel weights, 16-bit activations, layers kept in float), ``torch_pt2e`` and
+per-channel weights, 16-bit activations, layers kept in float), ``litert_layer_stats`` reads
+TensorFlow's ``QuantizationDebugger`` layer statistics (each layer's own error), ``torch_pt2e`` and
 ``torch_layer_sqnr`` do the same for PyTorch's PT2E, and ``plant_outlier_channel`` breaks a
 trained model on purpose without changing what it computes in float.
 
@@ -30,7 +31,8 @@ import numpy as np
 from tutorial_lib.metrics import sqnr_db
 
 __all__ = ["layer_sqnr", "culprit", "drops", "layer_label", "litert_activations",
-           "litert_convert", "plant_outlier_channel", "torch_pt2e", "torch_layer_sqnr"]
+           "litert_convert", "litert_layer_stats", "plant_outlier_channel", "torch_pt2e",
+           "torch_layer_sqnr"]
 
 START_DB = 48.0
 """The SQNR an int8 tensor can reach at best (about 6 dB per bit): where the first drop starts."""
@@ -161,6 +163,62 @@ def litert_activations(model_content: bytes, x) -> dict[str, np.ndarray]:
     return result
 
 
+def _litert_converter(model, samples: np.ndarray, per_channel: bool, int16_activations: bool):
+    """A full-integer TFLiteConverter for a Keras model (float input and output)."""
+    from tutorial_lib import tflite_bridge as kb
+
+    tf = kb.tf
+    converter = kb._keras_converter(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([s[None]] for s in samples)
+    if not per_channel:
+        converter._experimental_disable_per_channel = True
+    if int16_activations:
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    return converter
+
+
+def _calibration(calibration, name: str = "calibration") -> np.ndarray:
+    samples = np.asarray(calibration, dtype=np.float32)
+    if samples.ndim != 4 or len(samples) == 0:
+        raise ValueError(f"{name} must be a batch of NHWC images; got shape {samples.shape}.")
+    return samples
+
+
+def _quantization_debugger(model, samples: np.ndarray, per_channel: bool = True,
+                           int16_activations: bool = False, debug_x=None, denylisted=()):
+    """TensorFlow's ``QuantizationDebugger`` for a Keras model, made without a word on stderr.
+
+    The debugger runs its models in ``tf.lite.Interpreter``, which warns that LiteRT replaces
+    it (TF 2.21 still ships it); the converter reports its settings on file descriptor 2.
+    Neither is a result, so both stay out of the notebook.
+    """
+    import warnings
+
+    from tutorial_lib import tflite_bridge as kb
+
+    tf = kb.tf
+    debug_x = samples[:1] if debug_x is None else _calibration(debug_x, "x")
+    with kb._quiet_stderr(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"(?s).*tf\.lite\.Interpreter is deprecated")
+        options = tf.lite.experimental.QuantizationDebugOptions(
+            denylisted_nodes=list(denylisted) or None)
+        return tf.lite.experimental.QuantizationDebugger(
+            converter=_litert_converter(model, samples, per_channel, int16_activations),
+            debug_dataset=lambda: ([s[None]] for s in debug_x), debug_options=options)
+
+
+def _check_layers(model, names: Sequence[str], what: str = "keep_float") -> None:
+    if isinstance(names, str):
+        raise ValueError(f"{what} must be a list of layer names, e.g. [{names!r}].")
+    layers = [layer.name for layer in model.layers]
+    unknown = [name for name in names if name not in layers]
+    if unknown:
+        raise ValueError(f"{what} names layers the model does not have: {unknown}; its "
+                         f"layers are {layers}.")
+
+
 def litert_convert(model, calibration, per_channel: bool = True, int16_activations: bool = False,
                    keep_float: Sequence[str] = ()) -> bytes:
     """Full-integer conversion of a Keras model with the settings that fix a broken layer.
@@ -175,44 +233,54 @@ def litert_convert(model, calibration, per_channel: bool = True, int16_activatio
     """
     from tutorial_lib import tflite_bridge as kb
 
-    tf = kb.tf
-    samples = np.asarray(calibration, dtype=np.float32)
-    if samples.ndim != 4 or len(samples) == 0:
-        raise ValueError(f"calibration must be a batch of NHWC images; got shape {samples.shape}.")
-    if isinstance(keep_float, str):
-        raise ValueError(f"keep_float must be a list of layer names, e.g. [{keep_float!r}].")
-    layers = [layer.name for layer in model.layers]
-    unknown = [name for name in keep_float if name not in layers]
-    if unknown:
-        raise ValueError(f"keep_float names layers the model does not have: {unknown}; its "
-                         f"layers are {layers}.")
-
-    def converter():
-        c = kb._keras_converter(model)
-        c.optimizations = [tf.lite.Optimize.DEFAULT]
-        c.representative_dataset = lambda: ([s[None]] for s in samples)
-        if not per_channel:
-            c._experimental_disable_per_channel = True
-        if int16_activations:
-            c.target_spec.supported_ops = [
-                tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
-        return c
-
+    samples = _calibration(calibration)
+    _check_layers(model, keep_float)
     if not keep_float:
-        return kb.run_converter(converter())
+        return kb.run_converter(_litert_converter(model, samples, per_channel, int16_activations))
     float_model = kb.convert(model, "float")
     nodes = [t["name"] for t in kb.tensor_table(float_model, constants=False)
              if layer_label(t["name"]) in keep_float]
-    import warnings
-
-    with kb._quiet_stderr(), warnings.catch_warnings():
-        # The debugger runs models in tf.lite.Interpreter, which warns that LiteRT replaces it.
-        warnings.simplefilter("ignore", UserWarning)
-        options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=nodes)
-        debugger = tf.lite.experimental.QuantizationDebugger(
-            converter=converter(), debug_dataset=lambda: ([s[None]] for s in samples[:1]),
-            debug_options=options)
+    debugger = _quantization_debugger(model, samples, per_channel, int16_activations,
+                                      denylisted=nodes)
+    with kb._quiet_stderr():
         return debugger.get_nondebug_quantized_model()
+
+
+def litert_layer_stats(model, calibration, x, per_channel: bool = True,
+                       int16_activations: bool = False) -> dict[str, dict[str, float]]:
+    """LiteRT's own per-layer error: ``QuantizationDebugger``'s layer statistics, by layer.
+
+    The debugger converts ``model`` as ``litert_convert`` does, then runs every quantized
+    operator on ``x`` next to a float copy of it fed the *same* (dequantized) input, so each
+    row is the error that layer adds by itself, not the error it inherits. Returns
+    ``{layer: {"op", "scale", "rmse/scale", "max_abs_error"}}`` in operator order; ``rmse/scale``
+    is the root-mean-square error in steps of the output's scale: about 0.29 (a uniform
+    rounding error of half a step) for a healthy layer, far more for a broken one. The model's
+    last layer is ``"output"``, as in ``litert_activations``.
+    """
+    import csv
+    import io
+
+    from tutorial_lib import tflite_bridge as kb
+
+    samples = _calibration(calibration)
+    debugger = _quantization_debugger(model, samples, per_channel, int16_activations,
+                                      debug_x=x)
+    with kb._quiet_stderr():
+        debugger.run()
+    text = io.StringIO()
+    debugger.layer_statistics_dump(text)
+    result: dict[str, dict[str, float]] = {}
+    for row in csv.DictReader(io.StringIO(text.getvalue())):
+        # Activations are named "model/layer/op"; only the graph's output carries the
+        # signature's name ("StatefulPartitionedCall:0").
+        name = row["tensor_name"]
+        label = layer_label(name) if "/" in name else "output"
+        scale = float(row["scale"])
+        result[label] = {"op": row["op_name"], "scale": scale,
+                         "rmse/scale": math.sqrt(float(row["mean_squared_error"])) / scale,
+                         "max_abs_error": float(row["max_abs_error"])}
+    return result
 
 
 # ---------------------------------------------------------------- breaking a model on purpose
