@@ -6,9 +6,9 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from tests.test_llm import tiny_llama  # noqa: E402
 from tutorial_lib import lora  # noqa: E402
 from tutorial_lib import weight_only as wo  # noqa: E402
-from tests.test_llm import tiny_llama  # noqa: E402
 
 
 def test_lora_starts_as_the_base_and_its_update_is_low_rank():
