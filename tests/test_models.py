@@ -125,13 +125,18 @@ def test_torch_shipped_model_is_the_manifests(tb, digits_nchw):
     assert tb.accuracy(tb.trained_cnn(seed), digits_nchw.x_test, digits_nchw.y_test) == acc
 
 
-def test_torch_training_is_deterministic_and_matches_the_shipped_model(tb, digits_nchw):
+def assert_training_is_deterministic(tb, network, data, seed):
+    """Two one-epoch runs from the same seed give the same weights."""
     trained = []
     for _ in range(2):
-        tb.torch.manual_seed(0)
-        trained.append(tb.train(tb.CourseCNN(), digits_nchw, epochs=1, seed=0).state_dict())
+        tb.torch.manual_seed(seed)
+        trained.append(tb.train(network(), data, epochs=1, seed=seed).state_dict())
     for name, value in trained[0].items():
         assert tb.torch.equal(value, trained[1][name]), name
+
+
+def test_torch_training_is_deterministic_and_matches_the_shipped_model(tb, digits_nchw):
+    assert_training_is_deterministic(tb, tb.CourseCNN, digits_nchw, seed=0)
     assert not tb.torch.are_deterministic_algorithms_enabled()  # the caller's setting is back
     # The maintainer tool still trains a model as good as the shipped one (not bit for bit:
     # another CPU rounds differently).
@@ -293,9 +298,4 @@ def test_resnet_training_is_deterministic(tb, digits_nchw):
     # path as the course CNN's (train_models.check("torch", 0, "course_resnet") retrains it).
     small = data.Dataset(digits_nchw.x_train[:128], digits_nchw.y_train[:128],
                          digits_nchw.x_test, digits_nchw.y_test)
-    trained = []
-    for _ in range(2):
-        tb.torch.manual_seed(1)
-        trained.append(tb.train(tb.CourseResNet(), small, epochs=1, seed=1).state_dict())
-    for name, value in trained[0].items():
-        assert tb.torch.equal(value, trained[1][name]), name
+    assert_training_is_deterministic(tb, tb.CourseResNet, small, seed=1)
