@@ -27,12 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
+from tutorial_lib import models
+
 __all__ = ["FRAMEWORKS", "MODELS", "WEIGHTS_DIR", "file_name", "load_weights", "manifest",
            "model_entry"]
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 FRAMEWORKS = ("torch", "keras")
-MODELS = ("course_cnn", "course_resnet")
+MODELS = models.MODELS  # ("course_cnn", "course_resnet")
 _LOADERS = {"course_cnn": ("tb.CourseCNN()", "kb.course_cnn_keras()"),
             "course_resnet": ("tb.CourseResNet()", "kb.course_resnet_keras()")}
 
