@@ -19,6 +19,18 @@ def test_torch_rtn_equals_numpy_bit_for_bit(bits, group_size, symmetric):
     assert np.array_equal(ours, wo.rtn(w, bits, group_size, symmetric))
 
 
+def test_fake_quantize_onto_another_weights_grid():
+    w = torch.from_numpy(np.random.default_rng(0).normal(size=(6, 32)).astype(np.float32))
+    assert torch.equal(llm.fake_quantize_weight(w, 4, 8, grid=w), llm.fake_quantize_weight(w, 4, 8))
+    q = llm.fake_quantize_weight(w, 4, 8)
+    step = (w.reshape(-1, 8).amax(1).clamp(min=0) - w.reshape(-1, 8).amin(1).clamp(max=0)) / 15
+    nudged = q + 0.4 * step.repeat_interleave(8).reshape(6, 32) * torch.sign(torch.randn(6, 32))
+    assert torch.allclose(llm.fake_quantize_weight(nudged, 4, 8, grid=w), q, atol=1e-6)
+    assert not torch.allclose(llm.fake_quantize_weight(nudged, 4, 8), q, atol=1e-6)  # own grid moves
+    with pytest.raises(ValueError, match="grid must have the weight's shape"):
+        llm.fake_quantize_weight(w, 4, 8, grid=w[:3])
+
+
 @pytest.mark.parametrize("bits, group_size, symmetric, code_bytes", [
     (8, None, True, 64 * 16), (4, 32, False, 64 * 16 // 2), (3, 16, True, 64 * 16 // 2),
     (2, 32, False, 64 * 16 // 4)])

@@ -220,15 +220,24 @@ def _group_qparams(w: torch.Tensor, bits: int, group_size: int | None, symmetric
 
 
 def fake_quantize_weight(w: torch.Tensor, bits: int, group_size: int | None = None,
-                         symmetric: bool = False) -> torch.Tensor:
+                         symmetric: bool = False, grid: torch.Tensor | None = None) -> torch.Tensor:
     """Round-to-nearest ``(out, in)`` weight in float: ``tl.weight_only.rtn`` in torch, equal to
     it bit for bit, and fast enough for every layer of a 135M-parameter model.
+
+    ``grid``: a weight of the same shape whose min-max scales and zero points are used instead
+    of ``w``'s own, e.g. to round a tuned weight back onto the grid it started from.
 
     >>> w = torch.tensor([[0.1, -0.2, 0.4, 1.0]])
     >>> fake_quantize_weight(w, 2, group_size=2).tolist()
     [[0.10000000149011612, -0.20000000298023224, 0.3333333432674408, 1.0]]
+    >>> fake_quantize_weight(w + 0.01, 2, group_size=2, grid=w).tolist()  # back on w's grid
+    [[0.10000000149011612, -0.20000000298023224, 0.3333333432674408, 1.0]]
     """
-    g, scale, zero_point, quant_min, quant_max = _group_qparams(w, bits, group_size, symmetric)
+    if grid is not None and tuple(grid.shape) != tuple(w.shape):
+        raise ValueError(f"grid must have the weight's shape {tuple(w.shape)}; got {tuple(grid.shape)}.")
+    _, scale, zero_point, quant_min, quant_max = _group_qparams(
+        w if grid is None else grid, bits, group_size, symmetric)
+    g = w.detach().float().reshape(scale.shape[0], -1)
     q = (torch.round(g * (1.0 / scale)) + zero_point).clamp(quant_min, quant_max)
     return ((q - zero_point) * scale).reshape(w.shape).to(w.dtype)
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from tutorial_lib import groupwise
-from tutorial_lib.affine import choose_qparams, fake_quantize, qrange
+from tutorial_lib.affine import choose_qparams, qrange
 
 __all__ = ["bits_per_weight", "rtn", "salient_channels", "gptq", "perplexity_from_logits"]
 
@@ -129,7 +129,8 @@ def gptq(w, h, bits: int, damp: float = 0.01, block: int = 128) -> np.ndarray:
         end = min(start + block, w.shape[1])
         errors = np.zeros((w.shape[0], end - start))
         for j in range(start, end):
-            w_hat[:, j] = fake_quantize(w[:, j], scale, zero_point, quant_min, quant_max, axis=0)
+            code = np.clip(np.round(w[:, j] / scale) + zero_point, quant_min, quant_max)
+            w_hat[:, j] = (code - zero_point) * scale  # round to nearest on the row's grid
             errors[:, j - start] = (w[:, j] - w_hat[:, j]) / u[j, j]
             w[:, j + 1:end] -= np.outer(errors[:, j - start], u[j, j + 1:end])  # inside the block
         w[:, end:] -= errors @ u[start:end, end:]  # the columns after the block, at once
