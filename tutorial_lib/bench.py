@@ -2,10 +2,12 @@
 
 Each suite measures accuracy, size and latency of one framework's quantized models side by side
 in one run, so that speed-ups are ratios taken on the same machine at the same time. Results go
-to ``results/bench_<suite>.json`` and ``results/bench_<suite>.md`` (and a plot,
-``results/bench_<suite>.png``, for a suite that draws one) with a description of the machine and
-its int8 instructions; the README's results section shows them. Without a suite name, every
-suite runs, one after the other.
+to ``<out>/bench_<suite>.json`` and ``<out>/bench_<suite>.md`` (and a plot,
+``<out>/bench_<suite>.png``, for a suite that draws one) with a description of the machine and
+its int8 instructions. ``--out`` defaults to the course checkout's ``results/`` folder, which the
+README's results section shows, and to ``tl.paths.cache_dir("results")`` when the library is
+installed from a wheel (never into the installed package). Without a suite name, every suite
+runs, one after the other.
 
 A suite is a module with ``TITLE: str`` and ``run(repeats: int)`` returning ``(rows, note)``,
 optionally followed by more Markdown and a matplotlib figure: the rows are one dict per model
@@ -21,11 +23,16 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tutorial_lib import env
+from tutorial_lib import env, paths
 
 SUITES = {"torch": "tutorial_lib.torch_bench", "tflite": "tutorial_lib.tflite_bench",
           "sweep": "tutorial_lib.sweep_bench"}
-RESULTS = Path(__file__).resolve().parent.parent / "results"
+
+
+def results_dir() -> Path:
+    """Where results go by default: the checkout's ``results/``, else the learner's cache."""
+    checkout = paths.source_checkout()
+    return checkout / "results" if checkout is not None else paths.cache_dir("results")
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -70,12 +77,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("suite", nargs="?", choices=sorted(SUITES),
                         help="one suite (default: all of them)")
     parser.add_argument("--repeats", type=int, default=30, help="timed runs per measurement")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="folder for the results (default: the course checkout's results/, "
+                             "or the course's cache folder when installed from a wheel)")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error(f"--repeats must be at least 1; got {args.repeats}.")
+    out = args.out if args.out is not None else results_dir()
     for name in [args.suite] if args.suite else list(SUITES):
-        print(run_suite(name, args.repeats, args.out))
+        print(run_suite(name, args.repeats, out))
+    print(f"results written to {out}")
     return 0
 
 

