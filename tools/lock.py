@@ -37,18 +37,23 @@ COMMAND = "python tools/lock.py"
 NO_DEPS_HEADER = "# Installed with --no-deps (its declared dependencies are not needed):"
 
 
-def uv_command() -> list[str]:
-    """How to run uv: the installed Python package, else a uv on the PATH."""
+def uv_command(previous: str) -> list[str]:
+    """How to run uv: the course environment's, at the version the lock pins (uv's output, its
+    markers' wording included, may change from one release to the next)."""
     try:
         import uv  # noqa: PLC0415
-
-        return [uv.find_uv_bin()]
     except ImportError:
-        found = shutil.which("uv")
-        if found:
-            return [found]
-    raise SystemExit("tools/lock.py needs uv: install the course's test extra "
-                     "(`python course.py env`), or `pip install uv`.")
+        raise SystemExit("tools/lock.py needs uv, which the course environment has: run it with "
+                         "that Python (.venv/bin/python tools/lock.py; Windows: "
+                         ".venv\\Scripts\\python tools/lock.py).") from None
+    binary = uv.find_uv_bin()
+    found = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.split()
+    pinned = re.search(r"^uv==(\S+)", previous, re.M)
+    if pinned and found[1:2] != [pinned[1]]:
+        raise SystemExit(f"The lock was written by uv {pinned[1]}, this is {' '.join(found)}: run "
+                         "tools/lock.py with the course environment's Python after `python "
+                         "course.py env`.")
+    return [binary]
 
 
 def ranges(project: dict) -> tuple[list[str], list[str], str]:
@@ -73,7 +78,7 @@ def compile_lock(previous: str, upgrade: bool = False) -> str:
     """The lock's new text, resolved by uv with the previous pins as preferences."""
     project = tomllib.loads(PYPROJECT.read_text())
     beside, no_deps, lowest = ranges(project)
-    uv = uv_command()
+    uv = uv_command(previous)
     env = {**os.environ, "UV_CUSTOM_COMPILE_COMMAND": COMMAND}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
