@@ -1,17 +1,20 @@
-"""The offline install: `make wheelhouse` once with internet, then `make env OFFLINE=1` without.
+"""The offline install: `python course.py wheelhouse` once with internet, then `python course.py
+env --offline` without.
 
 A real wheelhouse is 1.2 GB, too much for every test run. Instead, pip resolves the course's
 requirements with `--no-index` from a folder holding a metadata-only wheel for each file that
-`make wheelhouse` would download (the lock's pins and the extra wheels it names, with the
+`course.py wheelhouse` would download on this system (the lock's pins that apply here, with the
 metadata of the packages installed here): the resolution fails, as the real offline install
-would, when a package the course needs is missing from that list.
+would, when a package the course needs is missing from that list. Other systems' wheelhouses are
+tested in test_locks.py, from the package index's metadata. The command lines of the offline
+set-up are tested in test_course_py.py.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import re
-import shlex
 import subprocess
 import sys
 import tomllib
@@ -25,47 +28,22 @@ ROOT = Path(__file__).resolve().parents[1]
 LOCK = ROOT / "requirements" / "lock.txt"
 
 
-def _make_n(*args: str) -> list[list[str]]:
-    """The commands `make -n` would run, each split into words."""
-    out = subprocess.run(["make", "-s", "-n", *args], cwd=ROOT, capture_output=True, text=True,
-                         check=True).stdout
-    return [shlex.split(line) for line in out.replace("\\\n", " ").splitlines() if line.strip()]
-
-
-def _locked() -> dict[str, str]:
-    pins = {}
-    for line in LOCK.read_text().splitlines():
-        line = line.split("#")[0].strip()
-        if line:
-            name, version = line.split("==")
-            pins[name] = version
-    return pins
-
-
-def test_offline_mode_sends_every_pip_install_to_the_wheelhouse_only(tmp_path):
-    installs = [c for c in _make_n("-W", "pyproject.toml", "env", "OFFLINE=1", "WHEELHOUSE=wh")
-                if c[1:4] == ["-m", "pip", "install"]]
-    assert len(installs) >= 1
-    for command in installs:
-        assert "--no-index" in command and command[command.index("--find-links") + 1] == "wh", (
-            f"this install would reach the network in OFFLINE mode: {shlex.join(command)}")
-
-
-def test_offline_mode_without_a_wheelhouse_says_what_to_do(tmp_path):
-    done = subprocess.run(["make", "-s", "-W", "pyproject.toml", "env", "OFFLINE=1",
-                           f"WHEELHOUSE={tmp_path / 'absent'}"], cwd=ROOT, capture_output=True,
-                          text=True)
-    assert done.returncode != 0 and "run 'make wheelhouse'" in done.stdout
+_spec = importlib.util.spec_from_file_location("course", ROOT / "course.py")
+course = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(course)
 
 
 def _wheelhouse_requirements() -> list[Requirement]:
-    """What `make wheelhouse` downloads: the lock, plus the extra requirements it names."""
-    downloads = [c for c in _make_n("wheelhouse", "WHEELHOUSE=wh") if "download" in c]
-    assert len(downloads) == 1
-    command = downloads[0]
-    assert "--no-deps" in command and command[command.index("-r") + 1] == "requirements/lock.txt"
-    extras = command[command.index("-r") + 2:]
-    return [Requirement(f"{n}=={v}") for n, v in _locked().items()] + [Requirement(e) for e in extras]
+    """What `course.py wheelhouse` downloads on this system: the lock's pins that apply here
+    (markers evaluated for this system and Python), and the build backend if the lock lacks it."""
+    system = course.current_system()
+    if system is None:
+        pytest.skip("this system is none of the course's supported systems")
+    python = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    listed = course.lock_for(system, python, python=sys.executable)
+    listed += course.build_extras(listed)
+    # PyPI's Linux torch needs nvidia-* and triton; the CPU build installed here does not.
+    return [Requirement(r) for r in listed if not course.cuda_only(r)]
 
 
 def _stub_wheel(folder: Path, req: Requirement) -> None:
@@ -73,10 +51,10 @@ def _stub_wheel(folder: Path, req: Requirement) -> None:
     try:
         dist = importlib.metadata.distribution(req.name)
     except importlib.metadata.PackageNotFoundError:
-        pytest.fail(f"{req.name} is not installed here; run `make env` first")
+        pytest.fail(f"{req.name} is not installed here; run `python course.py env` first")
     if dist.version not in req.specifier:
         pytest.fail(f"{req.name} {dist.version} is installed, the wheelhouse would hold {req}; "
-                    "the environment differs from the lock: run `make env`")
+                    "the environment differs from the lock: run `python course.py env`")
     name = re.sub(r"[-_.]+", "_", req.name).lower()
     info = f"{name}-{dist.version}.dist-info"
     with zipfile.ZipFile(folder / f"{name}-{dist.version}-py3-none-any.whl", "w") as whl:
