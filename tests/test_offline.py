@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import platform
 import re
 import subprocess
 import sys
@@ -39,7 +40,7 @@ def _wheelhouse_requirements() -> list[Requirement]:
     system = course.current_system()
     if system is None:
         pytest.skip("this system is none of the course's supported systems")
-    python = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    python = platform.python_version()  # the lock pins by patch release (python_full_version)
     listed = course.lock_for(system, python, python=sys.executable)
     listed += course.build_extras(listed)
     # PyPI's Linux torch needs nvidia-* and triton; the CPU build installed here does not.
