@@ -4,6 +4,8 @@ method of the lesson on the course CNN, against float32 and against independent 
 import copy
 import io
 import os
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -12,7 +14,7 @@ import torch
 from torch import nn
 
 import tutorial_lib as tl
-from tutorial_lib import torch_bench
+from tutorial_lib import env, torch_bench
 from tutorial_lib import torch_bridge as tb
 from tutorial_lib._quiet import quiet_stderr
 
@@ -29,6 +31,103 @@ def tiny_cnn(seed=0):
         model.bn.running_mean.uniform_(-0.5, 0.5)
         model.bn.running_var.uniform_(0.5, 2.0)
     return model.eval()
+
+
+@pytest.fixture
+def on_engine(monkeypatch):
+    """``on_engine("qnnpack")``: the bridge switched to that engine for one test, then back."""
+    before = torch.backends.quantized.engine
+
+    def use(name):
+        monkeypatch.setenv(env.ENGINE_VARIABLE, name)
+        return tb.use_course_engine()
+
+    yield use
+    torch.backends.quantized.engine = before
+
+
+# ---- the quantized engine
+
+def test_importing_the_bridge_sets_the_engine_of_the_machine_or_the_variable():
+    code = "import torch, tutorial_lib.torch_bridge; print(torch.backends.quantized.engine)"
+    for variable, expected in (("", env.quantized_engine(override="")), ("qnnpack", "qnnpack")):
+        environment = {**os.environ, env.ENGINE_VARIABLE: variable}
+        out = subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True,
+                             text=True, check=True).stdout
+        assert out.strip().splitlines()[-1] == expected
+
+
+def test_use_course_engine_rejects_an_engine_torch_lacks(on_engine):
+    assert on_engine("qnnpack") == torch.backends.quantized.engine == "qnnpack"
+    with pytest.raises(ValueError, match=r"supports the quantized engines \[.*'qnnpack'"):
+        on_engine("fpga")
+
+
+def test_pt2e_quantizer_follows_the_engine(on_engine):
+    on_engine("x86")
+    assert type(tb.pt2e_quantizer()).__name__ == "X86InductorQuantizer"
+    on_engine("qnnpack")
+    quantizer = tb.pt2e_quantizer(keep_float=["fc2"])
+    assert type(quantizer).__name__ == "ArmInductorQuantizer"
+    assert quantizer.module_name_qconfig == {"fc2": None}
+    config = quantizer.global_config
+    assert (config.input_activation.dtype, config.input_activation.quant_min) == (torch.int8, -128)
+    assert config.weight.qscheme == torch.per_channel_symmetric  # the course's choice, as x86
+    assert tb.arm_quantizer(per_channel=False).global_config.weight.qscheme == \
+        torch.per_tensor_symmetric  # ARM's own default
+    assert tb.arm_quantizer(is_qat=True).global_config.is_qat
+    assert tb.x86_quantizer(per_channel=False).global_config.weight.qscheme == \
+        torch.per_tensor_symmetric
+    assert tb.x86_quantizer().global_config.input_activation.dtype == torch.uint8
+
+
+def test_arm_and_x86_pt2e_compute_the_same_model(on_engine):
+    model = tiny_cnn()
+    x = torch.randn(32, 1, 8, 8)
+    on_engine("x86")
+    x86 = tb.pt2e_int8(model, x)
+    on_engine("qnnpack")
+    arm = tb.pt2e_int8(model, x)
+    assert tb.lower(arm, x) is arm  # no lowering on ARM outside torch.compile
+    with pytest.raises(ValueError, match="int8"):
+        tb.lower_to_x86(arm, x)  # x86's int8 kernels take uint8 activations
+    assert tb.state_dict_bytes(arm) == tb.state_dict_bytes(x86)
+    reference = tb.logits(x86, x)
+    step = np.abs(reference).max() / 127
+    assert np.abs(tb.logits(arm, x) - reference).max() < 2 * step
+    rows = tb.quantized_summary(arm, x[:2])
+    assert [r["weight"] for r in rows] == ["int8", "int8", "int8"]
+
+
+def test_eager_helpers_use_the_engines_qconfig(on_engine):
+    model = tiny_cnn()
+    x = torch.randn(64, 1, 8, 8)
+    on_engine("qnnpack")
+    int8 = tb.eager_static_int8(model, x)
+    conv = {r["layer"]: r for r in tb.quantized_summary(int8, x[:2])}["module.conv"]
+    assert (conv["weight"], conv["input"]) == ("qint8", "quint8")  # one scale per tensor
+    assert int8.quant.scale.item() < 1.5 * float(x.max() - x.min()) / 255  # all 8 bits
+    assert tb.agreement(model, int8, x) >= 0.9
+    with pytest.raises(ValueError, match="engine"):
+        tb.eager_static_int8(model, x, backend="x86")
+    on_engine("x86")
+    assert tb.eager_static_int8(model, x).quant.scale.item() > \
+        int8.quant.scale.item() * 1.5  # 7 bits
+
+
+def test_keep_float_check_accepts_the_arm_quantizer(capsys):
+    from torchao.quantization.pt2e.quantizer import arm_inductor_quantizer as aiq
+
+    def arm_default(names):
+        quantizer = aiq.ArmInductorQuantizer()
+        quantizer.set_global(aiq.get_default_arm_inductor_quantization_config())
+        for name in names:
+            quantizer.set_module_name_qconfig(name, None)
+        return quantizer
+
+    for fn in (arm_default, lambda names: tb.arm_quantizer(keep_float=names)):
+        assert tl.checks.check_keep_float(fn)
+    assert "✓ keep_float: 5/5 exact" in capsys.readouterr().out
 
 
 # ---- quiet imports and known warnings
@@ -72,7 +171,8 @@ def test_state_dict_bytes_is_the_file_size(model, tmp_path):
     assert tb.state_dict_bytes(model) == os.path.getsize(path)
 
 
-def test_state_dict_bytes_of_a_lowered_graph_asks_for_the_converted_model():
+def test_state_dict_bytes_of_a_lowered_graph_asks_for_the_converted_model(on_engine):
+    on_engine("x86")
     model = tiny_cnn()
     x = torch.randn(8, 1, 8, 8)
     lowered = tb.lower_to_x86(tb.pt2e_int8(model, x, batch_size=8), x)
@@ -168,7 +268,8 @@ def test_calibrate_sees_every_image_once_in_eval_mode_without_gradients():
         tb.calibrate(spy, x, batch_size=0)
 
 
-def test_eager_static_stores_int8_weights_and_follows_float():
+def test_eager_static_stores_int8_weights_and_follows_float(on_engine):
+    on_engine("x86")
     model = tiny_cnn()
     x = torch.randn(64, 1, 8, 8)
     int8 = tb.eager_static_int8(model, x)
@@ -182,7 +283,8 @@ def test_eager_static_stores_int8_weights_and_follows_float():
         tb.eager_static_int8(model, x, backend="qnnpack")
 
 
-def test_x86_quantizer_keeps_named_layers_in_float():
+def test_x86_quantizer_keeps_named_layers_in_float(on_engine):
+    on_engine("x86")
     quantizer = tb.x86_quantizer(keep_float=["fc2"])
     assert quantizer.module_name_qconfig == {"fc2": None}
     assert not quantizer.global_config.is_qat
@@ -237,7 +339,7 @@ def test_eager_qat_freezes_observers_and_batchnorm_like_the_pytorch_calls():
     tb.load_quantization_apis()
     reference = tq.QuantWrapper(copy.deepcopy(model)).train()
     tq.fuse_modules_qat(reference, tb.fuse_groups(reference), inplace=True)
-    reference.qconfig = tq.get_default_qat_qconfig("x86")
+    reference.qconfig = tq.get_default_qat_qconfig(torch.backends.quantized.engine)
     tq.prepare_qat(reference, inplace=True)
     states = []
 
@@ -311,7 +413,7 @@ def test_int8_sizes_and_what_the_models_hold(course):
     data, models, stored = course
     rows = {r["method"]: r for r in tb.compare(models, data, stored=stored, timings=False)}
     assert rows["fp32"]["x smaller"] == 1.0
-    for name in ("static (eager)", "QAT (eager)", "PT2E static (x86, lowered)"):
+    for name in ("static (eager)", "QAT (eager)", torch_bench.pt2e_names()[0]):
         assert 3.5 < rows[name]["x smaller"] < 4.0, name  # int8 weights plus the file's records
     for name in ("dynamic (eager)", "int8 weight-only (torchao)", "int8 dynamic (torchao)"):
         assert 2.4 < rows[name]["x smaller"] < 2.9, name  # only the Linear layers shrink

@@ -325,11 +325,12 @@ def plant_outlier_channel(model, layer: str, next_layer: str, channel: int, fact
 # ---------------------------------------------------------------- PyTorch bridge
 
 def torch_pt2e(model, calibration_x, per_channel: bool = True, keep_float: Sequence[str] = ()):
-    """PT2E static int8 with the x86 quantizer; ``per_channel=False`` gives one scale per weight.
+    """PT2E static int8 with the engine's quantizer; ``per_channel=False``: one scale per weight.
 
-    The x86 quantizer's default config has per-channel weights and calibrates activations with
-    a histogram; the per-tensor variant swaps in a symmetric per-tensor min-max weight
-    observer. Returns the converted reference graph (``tl.torch_bridge.pt2e_int8``).
+    ``tl.torch_bridge.pt2e_int8``: x86's quantizer, or ARM's on the qnnpack engine, both
+    calibrating activations with a histogram; per-channel weights by default, one symmetric
+    min-max scale per weight tensor with ``per_channel=False``. Returns the converted
+    reference graph.
     """
     import warnings
 
@@ -339,34 +340,7 @@ def torch_pt2e(model, calibration_x, per_channel: bool = True, keep_float: Seque
         # A layer kept in float leaves the pooling after it unquantized, and the quantizer
         # says so once per pooling layer; that is the intended result, not a problem.
         warnings.filterwarnings("ignore", message="The input of maxpool2d is not quantized")
-        if per_channel:
-            return tb.pt2e_int8(model, calibration_x, keep_float=keep_float)
-        quantize_pt2e, _ = tb._ao()
-        graph = tb.export_for_quantization(model, tb.to_tensor(calibration_x)[:64])
-        prepared = quantize_pt2e.prepare_pt2e(graph, _per_tensor_quantizer(keep_float))
-        tb.calibrate(prepared, calibration_x)
-        return tb.drop_unused_weights(quantize_pt2e.convert_pt2e(prepared))
-
-
-def _per_tensor_quantizer(keep_float: Sequence[str] = ()):
-    import dataclasses
-
-    import torch
-    from torchao.quantization.pt2e import MinMaxObserver
-    from torchao.quantization.pt2e.quantizer import QuantizationSpec
-
-    from tutorial_lib import torch_bridge as tb
-
-    _, xiq = tb._ao()
-    config = xiq.get_default_x86_inductor_quantization_config()
-    weight = QuantizationSpec(dtype=torch.int8, quant_min=-128, quant_max=127,
-                              qscheme=torch.per_tensor_symmetric, is_dynamic=False,
-                              observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2**-12))
-    quantizer = xiq.X86InductorQuantizer()
-    quantizer.set_global(dataclasses.replace(config, weight=weight))
-    for name in keep_float:
-        quantizer.set_module_name_qconfig(name, None)
-    return quantizer
+        return tb.pt2e_int8(model, calibration_x, keep_float=keep_float, per_channel=per_channel)
 
 
 def torch_layer_sqnr(model, calibration_x, x, per_channel: bool = True) -> dict[str, float]:
@@ -389,8 +363,7 @@ def torch_layer_sqnr(model, calibration_x, x, per_channel: bool = True) -> dict[
     # Folded first, so that each float conv node computes what its int8 twin does.
     graph = tb.export_for_quantization(tb.fold_batchnorm(model), tb.to_tensor(calibration_x)[:64])
     reference = prepare_for_propagation_comparison(graph)  # before prepare_pt2e changes it
-    quantizer = (tb.x86_quantizer() if per_channel else _per_tensor_quantizer())
-    prepared = quantize_pt2e.prepare_pt2e(graph, quantizer)
+    prepared = quantize_pt2e.prepare_pt2e(graph, tb.pt2e_quantizer(per_channel=per_channel))
     tb.calibrate(prepared, calibration_x)
     converted = quantize_pt2e.convert_pt2e(prepared)
     actual = prepare_for_propagation_comparison(converted)

@@ -204,9 +204,10 @@ def torch_variants(width: int, calibration, compile_: bool = False) -> tuple[dic
     The float baselines: eager as written (BatchNorm a separate op), eager with BatchNorm
     folded into the convolutions (the best eager float32, and what every int8 model starts
     from), and, with ``compile_``, the folded model under ``torch.compile`` (inductor with
-    freezing). The int8 models: eager static int8 (fbgemm/oneDNN kernels, conv+bn+relu fused),
-    PT2E lowered by ``tl.torch_bridge.lower_to_x86`` (inductor's pattern passes without
-    compiling), and, with ``compile_``, PT2E under ``torch.compile``, the documented path.
+    freezing). The int8 models: eager static int8 (the engine's kernels, fbgemm/oneDNN on x86,
+    QNNPACK on ARM; conv+bn+relu fused), PT2E through ``tl.torch_bridge.lower`` (on x86,
+    inductor's pattern passes without compiling; on qnnpack the reference graph, named so), and,
+    with ``compile_``, PT2E under ``torch.compile``, the documented path.
     The second dict holds the seconds each compiled model took to compile.
     """
     import torch
@@ -222,7 +223,9 @@ def torch_variants(width: int, calibration, compile_: bool = False) -> tuple[dic
         models["fp32 compiled"], compile_seconds["fp32 compiled"] = _compiled(folded, x, BATCHES)
     models["int8 static (eager)"] = tb.eager_static_int8(model, calibration)
     pt2e = tb.pt2e_int8(model, calibration)
-    models["int8 PT2E (lowered, not compiled)"] = tb.lower_to_x86(pt2e, x)
+    lowered = tb.lower(pt2e, x)  # on qnnpack: the graph itself, and its row says so
+    models["int8 PT2E (reference graph)" if lowered is pt2e
+           else "int8 PT2E (lowered, not compiled)"] = lowered
     if compile_:
         with torch.no_grad():
             pt2e_graph = tb.pt2e_int8(model, calibration)

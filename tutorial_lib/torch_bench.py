@@ -53,6 +53,7 @@ def quantize_all(model: nn.Module, data) -> tuple[dict[str, nn.Module], dict[str
 
     pt2e = tb.pt2e_int8(model, calibration)
     pt2e_qat = tb.pt2e_qat_int8(model, data)
+    static, qat = pt2e_names()
     models = {
         "fp32": model,
         "fp32, BN folded": tb.fold_batchnorm(model),
@@ -61,27 +62,34 @@ def quantize_all(model: nn.Module, data) -> tuple[dict[str, nn.Module], dict[str
         "QAT (eager)": tb.eager_qat_int8(model, data),
         "int8 weight-only (torchao)": torchao(Int8WeightOnlyConfig()),
         "int8 dynamic (torchao)": torchao(Int8DynamicActivationInt8WeightConfig()),
-        "PT2E static (x86, lowered)": tb.lower_to_x86(pt2e, example),
-        "PT2E QAT (x86, lowered)": tb.lower_to_x86(pt2e_qat, example),
+        static: tb.lower(pt2e, example),
+        qat: tb.lower(pt2e_qat, example),
     }
-    stored = {"PT2E static (x86, lowered)": pt2e, "PT2E QAT (x86, lowered)": pt2e_qat,
+    stored = {static: pt2e, qat: pt2e_qat,
               "PT2E static (compiled)": pt2e, "PT2E QAT (compiled)": pt2e_qat}
     return models, stored
 
 
-COMPILED = {  # compiled name: the model of quantize_all it compiles
-    "fp32, BN folded (compiled)": "fp32, BN folded",
-    "int8 dynamic (torchao, compiled)": "int8 dynamic (torchao)",
-    "PT2E static (compiled)": "PT2E static (x86, lowered)",
-    "PT2E QAT (compiled)": "PT2E QAT (x86, lowered)",
-}
+def pt2e_names() -> tuple[str, str]:
+    """The rows of the PT2E static and QAT models, as ``tl.torch_bridge.lower`` runs them on
+    this engine: "PT2E static (x86, lowered)" on x86, "... (ARM, reference graph)" on qnnpack."""
+    label = tb.lowering_label()
+    return f"PT2E static ({label})", f"PT2E QAT ({label})"
+
+
+def compiled_sources() -> dict[str, str]:
+    """Compiled name: the model of ``quantize_all`` it compiles."""
+    static, qat = pt2e_names()
+    return {"fp32, BN folded (compiled)": "fp32, BN folded",
+            "int8 dynamic (torchao, compiled)": "int8 dynamic (torchao)",
+            "PT2E static (compiled)": static, "PT2E QAT (compiled)": qat}
 
 
 def compile_all(models: dict, stored: dict, x: torch.Tensor) -> dict[str, float]:
-    """Add the compiled twins of ``COMPILED`` to ``models`` (PT2E: the converted graph, not the
-    lowered one); return the seconds each took to compile."""
+    """Add the compiled twins of ``compiled_sources()`` to ``models`` (PT2E: the converted graph,
+    not the lowered one); return the seconds each took to compile."""
     seconds = {}
-    for name, source in COMPILED.items():
+    for name, source in compiled_sources().items():
         models[name], seconds[name] = compiled(stored.get(name, models[source]), x)
         stored.setdefault(name, models[source])
     return seconds
@@ -127,8 +135,10 @@ def run(repeats: int) -> tuple[list[dict], str]:
             f"compiled included. Compiled: torch.compile with inductor and freezing, one "
             f"compilation per batch size, seconds in 'compile s'. 'x86, lowered': tl.torch_bridge.lower_to_x86, the course's "
             f"stand-in for torchao's lowering, which runs inductor's pattern passes without "
-            f"compiling (and leans on private inductor functions); the documented path is the "
-            f"compiled row. Size: bytes of the saved state dict (PT2E and compiled rows: of the "
+            f"compiling (and leans on private inductor functions); 'ARM, reference graph' (the "
+            f"qnnpack engine): the converted graph as it is, with no lowering outside "
+            f"torch.compile; the documented path is the compiled row. Quantized engine: "
+            f"{torch.backends.quantized.engine}. Size: bytes of the saved state dict (PT2E and compiled rows: of the "
             f"converted graph without its unused float weights); a state dict and a .tflite file "
             f"hold different things, so compare sizes within a table. Calibration: "
             f"{CALIBRATION_IMAGES} training images; QAT: two epochs of fine-tuning, observers and "

@@ -6,9 +6,10 @@ The code lives in two modules, each read top to bottom on its own:
   simulated integer inference (BatchNorm folding, fake quantization), and measuring any model (size on
   disk, accuracy, latency, one table for all);
 - ``tutorial_lib.torch_quant``: PyTorch's quantization APIs (eager mode, torchao's PT2E with the
-  x86 quantizer) and reading what a quantized model holds.
+  x86 quantizer, or ARM's on the qnnpack engine) and reading what a quantized model holds.
 
-This module imports both, and with them torch (``import tutorial_lib`` alone never does).
+This module imports both, and with them torch (``import tutorial_lib`` alone never does); on
+import it sets PyTorch's quantized engine for this machine (``tl.env.quantized_engine``).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from tutorial_lib.torch_quant import (  # noqa: F401  (re-exported; the tests us
     KNOWN_WARNINGS,
     _allow_eval,
     _ao,
+    arm_quantizer,
     calibrate,
     drop_unused_weights,
     eager_dynamic_int8,
@@ -61,10 +63,14 @@ from tutorial_lib.torch_quant import (  # noqa: F401  (re-exported; the tests us
     export_for_quantization,
     fuse_groups,
     load_quantization_apis,
+    lower,
     lower_to_x86,
+    lowering_label,
     pt2e_int8,
     pt2e_qat_int8,
+    pt2e_quantizer,
     quantized_summary,
+    use_course_engine,
     x86_quantizer,
 )
 
@@ -73,8 +79,9 @@ __all__ = [  # the names of torch_model, then those of torch_quant
     "trained_resnet", "fold_batchnorm",
     "weighted_layers", "layer_inputs", "fake_quantize_model", "state_dict_bytes", "layer_costs",
     "logits", "digits_accuracy", "agreement", "Latency", "summarize_times", "compare_latency",
-    "latency", "compare", "format_table", "KNOWN_WARNINGS", "load_quantization_apis",
-    "fuse_groups", "calibrate", "eager_dynamic_int8", "eager_static_int8", "eager_qat_int8",
-    "export_for_quantization", "x86_quantizer", "drop_unused_weights", "lower_to_x86",
-    "pt2e_int8", "pt2e_qat_int8", "quantized_summary",
+    "latency", "compare", "format_table", "use_course_engine", "KNOWN_WARNINGS",
+    "load_quantization_apis", "fuse_groups", "calibrate", "eager_dynamic_int8",
+    "eager_static_int8", "eager_qat_int8", "export_for_quantization", "x86_quantizer",
+    "arm_quantizer", "pt2e_quantizer", "drop_unused_weights", "lower_to_x86", "lower",
+    "lowering_label", "pt2e_int8", "pt2e_qat_int8", "quantized_summary",
 ]

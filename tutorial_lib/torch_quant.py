@@ -1,9 +1,12 @@
 """PyTorch's quantization APIs on the course CNN: eager mode, torchao and PT2E.
 
-Lesson 06 in library form. Eager mode (``torch.ao.quantization``: dynamic, static with fusion
-and observers, QAT; deprecated but in every tutorial), then PT2E with torchao's x86 inductor
-quantizer (export, prepare, calibrate, convert, lower; QAT), then reading what a quantized model
-actually holds. torchao's ``quantize_`` configs need no helper: lessons call them directly after
+Lesson 06 in library form. First the quantized engine: importing this module sets
+``torch.backends.quantized.engine`` to ``tl.env.quantized_engine()`` (x86 on x86-64, qnnpack on
+ARM, ``TL_QUANTIZED_ENGINE`` to force one), and every helper below follows it. Then eager mode
+(``torch.ao.quantization``: dynamic, static with fusion and observers, QAT; deprecated but in
+every tutorial), then PT2E with torchao's inductor quantizers, x86's or ARM's for the engine
+(export, prepare, calibrate, convert, lower; QAT), then reading what a quantized model actually
+holds. torchao's ``quantize_`` configs need no helper: lessons call them directly after
 ``load_quantization_apis()``. The models, training and measurements these functions use are in
 ``tutorial_lib.torch_model``; ``tl.torch_bridge`` gathers both.
 """
@@ -11,6 +14,7 @@ actually holds. torchao's ``quantize_`` configs need no helper: lessons call the
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 import warnings
 from collections.abc import Sequence
@@ -18,6 +22,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from tutorial_lib import env
 from tutorial_lib._quiet import quiet_stderr
 from tutorial_lib.data import Dataset
 from tutorial_lib.torch_model import (
@@ -29,10 +34,33 @@ from tutorial_lib.torch_model import (
     train,
 )
 
-__all__ = ["KNOWN_WARNINGS", "load_quantization_apis", "fuse_groups", "calibrate",
-           "eager_dynamic_int8", "eager_static_int8", "eager_qat_int8",
-           "export_for_quantization", "x86_quantizer", "drop_unused_weights", "lower_to_x86",
-           "pt2e_int8", "pt2e_qat_int8", "quantized_summary"]
+__all__ = ["use_course_engine", "KNOWN_WARNINGS", "load_quantization_apis", "fuse_groups",
+           "calibrate", "eager_dynamic_int8", "eager_static_int8", "eager_qat_int8",
+           "export_for_quantization", "x86_quantizer", "arm_quantizer", "pt2e_quantizer",
+           "drop_unused_weights", "lower_to_x86", "lower", "lowering_label", "pt2e_int8", "pt2e_qat_int8",
+           "quantized_summary"]
+
+
+# ---- the quantized engine
+
+def use_course_engine() -> str:
+    """Set ``torch.backends.quantized.engine`` to ``tl.env.quantized_engine()``; return it.
+
+    x86 on x86-64, qnnpack on ARM, or what ``TL_QUANTIZED_ENGINE`` names; an engine this
+    PyTorch does not have raises a ``ValueError`` listing the ones it has. Called once when
+    this module loads, so that eager int8 models run on the machine's own kernels.
+    """
+    engine = env.quantized_engine(torch.backends.quantized.supported_engines)
+    torch.backends.quantized.engine = engine
+    return engine
+
+
+use_course_engine()
+
+
+def _engine() -> str:
+    return torch.backends.quantized.engine
+
 
 # ---- loading the APIs quietly
 
@@ -72,13 +100,15 @@ def _record_notices() -> None:
         import torchao.quantization  # noqa: F401
         import torchao.quantization.pt2e  # noqa: F401
         import torchao.quantization.pt2e.quantize_pt2e  # noqa: F401
+        import torchao.quantization.pt2e.quantizer.arm_inductor_quantizer  # noqa: F401
         import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer  # noqa: F401
     tq = torch.ao.quantization
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         tq.quantize_dynamic(nn.Sequential(nn.Linear(2, 2)), {nn.Linear}, dtype=torch.qint8)
+        tq.get_default_qconfig("x86").activation()  # reduce_range: the x86 default's notice
         probe = tq.QuantWrapper(nn.Sequential(nn.Linear(2, 2))).eval()
-        probe.qconfig = tq.get_default_qconfig("x86")
+        probe.qconfig = tq.get_default_qconfig(_engine())
         tq.prepare(probe, inplace=True)
         probe(torch.ones(1, 2))
         tq.convert(probe, inplace=True)
@@ -97,6 +127,13 @@ def _ao():
     from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer
 
     return quantize_pt2e, x86_inductor_quantizer
+
+
+def _arm():
+    load_quantization_apis()
+    from torchao.quantization.pt2e.quantizer import arm_inductor_quantizer
+
+    return arm_inductor_quantizer
 
 
 
@@ -158,19 +195,29 @@ def eager_dynamic_int8(model: nn.Module) -> nn.Module:
                                                   dtype=torch.qint8)
 
 
-def eager_static_int8(model: nn.Module, calibration_x, backend: str = "x86",
+def _backend(backend: str | None) -> str:
+    """The qconfig's backend: the engine's by default; another one would not run on it."""
+    if backend is None:
+        return _engine()
+    if backend != _engine():
+        raise ValueError(
+            f"backend {backend!r} differs from torch.backends.quantized.engine = "
+            f"{_engine()!r}; set the engine first or leave backend out to use it.")
+    return backend
+
+
+def eager_static_int8(model: nn.Module, calibration_x, backend: str | None = None,
                       batch_size: int = 64) -> nn.Module:
     """Eager static int8: wrap in Quant/DeQuantStub, fuse, set the qconfig, prepare, calibrate, convert.
 
     Works on a copy. ``backend`` names the qconfig and kernels ("x86", "fbgemm", "qnnpack",
-    "onednn"); it must be the engine that runs the model, ``torch.backends.quantized.engine``.
+    "onednn"); it must be the engine that runs the model, ``torch.backends.quantized.engine``,
+    which is the default. x86's qconfig keeps activations to 7 bits with per-channel weights,
+    qnnpack's uses all 8 bits with one scale per weight tensor.
     """
     load_quantization_apis()
     tq = torch.ao.quantization
-    if backend != torch.backends.quantized.engine:
-        raise ValueError(
-            f"backend {backend!r} differs from torch.backends.quantized.engine = "
-            f"{torch.backends.quantized.engine!r}; set the engine first or pass that backend.")
+    backend = _backend(backend)
     wrapped = tq.QuantWrapper(copy.deepcopy(model)).eval()
     tq.fuse_modules(wrapped, fuse_groups(wrapped), inplace=True)
     wrapped.qconfig = tq.get_default_qconfig(backend)
@@ -187,8 +234,11 @@ def _check_freeze_after(freeze_after: int | None) -> None:
 
 
 def eager_qat_int8(model: nn.Module, data: Dataset, epochs: int = 2, lr: float = 1e-4,
-                   backend: str = "x86", seed: int = 0, freeze_after: int | None = 1) -> nn.Module:
+                   backend: str | None = None, seed: int = 0,
+                   freeze_after: int | None = 1) -> nn.Module:
     """Eager QAT: wrap, fuse for training, fake-quantize, fine-tune with ``train``, convert (a copy).
+
+    ``backend`` as in ``eager_static_int8``: the engine's qconfig by default.
 
     After ``freeze_after`` epochs the observers stop (``disable_observer``) and BatchNorm keeps
     its running statistics (``freeze_bn_stats``), as PyTorch's QAT recipe does: the last epochs
@@ -198,6 +248,7 @@ def eager_qat_int8(model: nn.Module, data: Dataset, epochs: int = 2, lr: float =
     _check_freeze_after(freeze_after)
     load_quantization_apis()
     tq = torch.ao.quantization
+    backend = _backend(backend)
     wrapped = tq.QuantWrapper(copy.deepcopy(model)).train()
     tq.fuse_modules_qat(wrapped, fuse_groups(wrapped), inplace=True)
     wrapped.qconfig = tq.get_default_qat_qconfig(backend)
@@ -230,17 +281,55 @@ def export_for_quantization(model: nn.Module, example_x, training: bool = False)
     return torch.export.export(copied, (x,), dynamic_shapes=({0: batch},)).module()
 
 
-def x86_quantizer(keep_float: Sequence[str] = (), is_qat: bool = False):
+def x86_quantizer(keep_float: Sequence[str] = (), is_qat: bool = False,
+                  per_channel: bool = True):
     """An ``X86InductorQuantizer`` with the default int8 config, except layers kept in float.
 
+    The default: uint8 activations calibrated with a histogram, int8 weights per channel.
     ``keep_float`` names modules of the original model (e.g. ``["fc2"]``) that stay float32:
     PT2E inserts the dequantize before them and needs no change to the model.
+    ``per_channel=False`` swaps in one symmetric scale per weight tensor (ARM's default).
     """
     _, xiq = _ao()
+    aiq = _arm()
+    config = xiq.get_default_x86_inductor_quantization_config(is_qat=is_qat)
+    if not per_channel:
+        config = dataclasses.replace(config, weight=aiq.get_default_arm_inductor_quantization_config(
+            is_qat=is_qat).weight)
+    return _with_float_layers(xiq.X86InductorQuantizer(), config, keep_float)
+
+
+def arm_quantizer(keep_float: Sequence[str] = (), is_qat: bool = False,
+                  per_channel: bool = True):
+    """torchao's ``ArmInductorQuantizer``, the ARM counterpart of ``x86_quantizer``.
+
+    Its default config quantizes activations to int8 (x86's oneDNN kernels take uint8 only)
+    with the same histogram observer, and weights per tensor. The course gives it per-channel
+    weights, x86's weight spec, unless ``per_channel=False``: inductor's int8 lowering in
+    torch 2.13 packs only per-channel weights (its patterns match ``dequantize_per_channel``),
+    and per-channel keeps the two engines' models comparable. ``keep_float`` as in
+    ``x86_quantizer``.
+    """
+    _, xiq = _ao()
+    aiq = _arm()
+    config = aiq.get_default_arm_inductor_quantization_config(is_qat=is_qat)
+    if per_channel:
+        config = dataclasses.replace(config, weight=xiq.get_default_x86_inductor_quantization_config(
+            is_qat=is_qat).weight)
+    return _with_float_layers(aiq.ArmInductorQuantizer(), config, keep_float)
+
+
+def pt2e_quantizer(keep_float: Sequence[str] = (), is_qat: bool = False,
+                   per_channel: bool = True):
+    """The PT2E quantizer for the quantized engine: ``arm_quantizer`` on qnnpack, else x86's."""
+    make = arm_quantizer if _engine() == "qnnpack" else x86_quantizer
+    return make(keep_float, is_qat=is_qat, per_channel=per_channel)
+
+
+def _with_float_layers(quantizer, config, keep_float: Sequence[str]):
     if isinstance(keep_float, str):
         raise ValueError(f"keep_float must be a list of layer names, e.g. [{keep_float!r}].")
-    quantizer = xiq.X86InductorQuantizer()
-    quantizer.set_global(xiq.get_default_x86_inductor_quantization_config(is_qat=is_qat))
+    quantizer.set_global(config)
     for name in keep_float:
         quantizer.set_module_name_qconfig(name, None)
     return quantizer
@@ -270,13 +359,20 @@ def lower_to_x86(converted: nn.Module, example_x) -> nn.Module:
     the batch dimension stays dynamic, and each ``view`` becomes ``reshape``, because the int8
     convolutions return channels-last tensors that Flatten's ``view`` cannot reshape. No code is
     compiled, so it takes seconds; ``torch.compile`` with inductor would also fuse the
-    remaining element-wise ops.
+    remaining element-wise ops. Only for graphs from ``x86_quantizer``: oneDNN's x86 kernels
+    take uint8 activations, not the int8 of ``arm_quantizer``.
     """
     from torch._inductor.constant_folding import constant_fold
     from torch._inductor.fx_passes.freezing_patterns import freezing_passes
 
     x = to_tensor(example_x)
     _check_images(x, None, "example_x")
+    if any(n.op == "call_function" and "quantize_per_tensor" in str(n.target)
+           and torch.int8 in n.args for n in converted.graph.nodes):
+        raise ValueError(
+            "this graph quantizes activations to int8 (ArmInductorQuantizer); the x86 kernels "
+            "that lower_to_x86 targets take uint8: quantize with x86_quantizer, or run this "
+            "graph as it is (tl.torch_bridge.lower does that on the qnnpack engine).")
     decompositions = {op: fn for op, fn in torch.export.default_decompositions().items()
                       if torch._export.utils._is_cia_op(op)}  # as torchao: only CIA ops
     batch = torch.export.Dim("batch")
@@ -302,6 +398,25 @@ def lower_to_x86(converted: nn.Module, example_x) -> nn.Module:
     return lowered
 
 
+def lower(converted: nn.Module, example_x) -> nn.Module:
+    """The converted PT2E graph in the fastest form the engine gets without compiling.
+
+    x86: ``lower_to_x86``, oneDNN's int8 kernels. qnnpack (ARM): the graph unchanged. torch 2.13
+    has no ARM counterpart of torchao's ``lower_pt2e_quantized_to_x86``; on ARM the int8 kernels
+    come from ``torch.compile`` (inductor, with oneDNN on Arm Compute Library where PyTorch is
+    built with it), which the course has not tried on ARM hardware. The reference graph
+    computes the same numbers, in float arithmetic.
+    """
+    if _engine() == "qnnpack":
+        return converted
+    return lower_to_x86(converted, example_x)
+
+
+def lowering_label() -> str:
+    """What ``lower`` makes of a PT2E graph on this engine, for the rows of a table."""
+    return "ARM, reference graph" if _engine() == "qnnpack" else "x86, lowered"
+
+
 def _allow_eval(graph_module: nn.Module) -> nn.Module:
     from torchao.quantization.pt2e import allow_exported_model_train_eval
 
@@ -309,22 +424,27 @@ def _allow_eval(graph_module: nn.Module) -> nn.Module:
 
 
 def pt2e_int8(model: nn.Module, calibration_x, keep_float: Sequence[str] = (),
-              batch_size: int = 64) -> nn.Module:
-    """PT2E static int8 for x86: export, ``prepare_pt2e``, calibrate, ``convert_pt2e``, tidy up.
+              batch_size: int = 64, per_channel: bool = True) -> nn.Module:
+    """PT2E static int8: export, ``prepare_pt2e``, calibrate, ``convert_pt2e``, tidy up.
 
-    Returns the converted reference graph (quantize/dequantize around float ops) without the
-    float weights it no longer reads; ``lower_to_x86`` turns it into int8 kernels.
+    The engine's quantizer (``pt2e_quantizer``: x86's, or ARM's on qnnpack), with per-channel
+    weights unless ``per_channel=False``. Returns the converted reference graph
+    (quantize/dequantize around float ops) without the float weights it no longer reads;
+    ``lower`` turns it into int8 kernels where the engine can.
     """
     quantize_pt2e, _ = _ao()
     graph = export_for_quantization(model, to_tensor(calibration_x)[:batch_size])
-    prepared = quantize_pt2e.prepare_pt2e(graph, x86_quantizer(keep_float))
+    prepared = quantize_pt2e.prepare_pt2e(graph, pt2e_quantizer(keep_float,
+                                                                per_channel=per_channel))
     calibrate(prepared, calibration_x, batch_size)
     return drop_unused_weights(quantize_pt2e.convert_pt2e(prepared))
 
 
 def pt2e_qat_int8(model: nn.Module, data: Dataset, epochs: int = 2, lr: float = 1e-4,
                   seed: int = 0, freeze_after: int | None = 1) -> nn.Module:
-    """PT2E QAT for x86: fold BatchNorm, export for training, ``prepare_qat_pt2e``, fine-tune, convert.
+    """PT2E QAT: fold BatchNorm, export for training, ``prepare_qat_pt2e``, fine-tune, convert.
+
+    With the engine's quantizer in its QAT config (``pt2e_quantizer(is_qat=True)``).
 
     BatchNorm is folded first (``fold_batchnorm``): with BatchNorm in the graph, ``convert_pt2e``
     traces dozens of conv-bn pattern variants to fold it, which costs far more time than the
@@ -339,7 +459,7 @@ def pt2e_qat_int8(model: nn.Module, data: Dataset, epochs: int = 2, lr: float = 
 
     graph = export_for_quantization(fold_batchnorm(model), to_tensor(data.x_train[:32]),
                                     training=True)
-    prepared = _allow_eval(quantize_pt2e.prepare_qat_pt2e(graph, x86_quantizer(is_qat=True)))
+    prepared = _allow_eval(quantize_pt2e.prepare_qat_pt2e(graph, pt2e_quantizer(is_qat=True)))
 
     def freeze(epoch: int) -> None:
         if epoch == freeze_after:

@@ -130,29 +130,41 @@ def check_state_dict_bytes(fn: Callable) -> CheckResult:
         "(or len(buffer.getvalue()))."))
 
 
+_INDUCTOR_QUANTIZERS = "X86InductorQuantizer or ArmInductorQuantizer"
+
+
 def check_keep_float(fn: Callable) -> CheckResult:
-    """``fn(names) -> X86InductorQuantizer``: default int8 everywhere except the named modules."""
+    """``fn(names) -> X86InductorQuantizer``: default int8 everywhere except the named modules.
+
+    ARM's ``ArmInductorQuantizer`` with its own default config (or per-channel weights, as
+    ``tl.torch_bridge.arm_quantizer`` gives it) passes too: it is the same exercise on the
+    qnnpack engine.
+    """
     import torch
 
     def describe(quantizer):
+        kind_name = type(quantizer).__name__
         config = getattr(quantizer, "global_config", None)
+        weights = (config.weight.dtype, config.weight.qscheme) if config is not None else None
         if config is None:
             kind = "none"
         elif getattr(config, "is_qat", True) or config.input_activation.is_dynamic:
             kind = "not the default static config"
-        elif (config.weight.dtype, config.weight.qscheme) != (torch.int8,
-                                                             torch.per_channel_symmetric):
-            kind = "not the default static config"
+        elif weights == (torch.int8, torch.per_channel_symmetric) or (
+                kind_name == "ArmInductorQuantizer"
+                and weights == (torch.int8, torch.per_tensor_symmetric)):
+            kind = "int8 static, the default weights"
         else:
-            kind = "int8 static, per-channel weights"
+            kind = "not the default static config"
         names = getattr(quantizer, "module_name_qconfig", {})
-        return {"quantizer": type(quantizer).__name__, "global": kind,
+        return {"quantizer": _INDUCTOR_QUANTIZERS if kind_name in _INDUCTOR_QUANTIZERS.split(" or ")
+                else kind_name, "global": kind,
                 "kept in float": sorted(n for n, c in names.items() if c is None),
                 "other settings": len([c for c in names.values() if c is not None])
                 + len(getattr(quantizer, "operator_type_qconfig", {}))}
 
     def expected(*names):
-        return {"quantizer": "X86InductorQuantizer", "global": "int8 static, per-channel weights",
+        return {"quantizer": _INDUCTOR_QUANTIZERS, "global": "int8 static, the default weights",
                 "kept in float": sorted(names), "other settings": 0}
 
     cases = [
@@ -169,7 +181,8 @@ def check_keep_float(fn: Callable) -> CheckResult:
     return _run_exact("keep_float", fn, cases, arg_names=["names"], describe=describe, hint=(
         "quantizer = X86InductorQuantizer(); quantizer.set_global("
         "get_default_x86_inductor_quantization_config()); then for each name "
-        "quantizer.set_module_name_qconfig(name, None)."))
+        "quantizer.set_module_name_qconfig(name, None). (ArmInductorQuantizer with "
+        "get_default_arm_inductor_quantization_config() is the same on ARM.)"))
 
 
 def check_latency_stats(fn: Callable[[Sequence[float], int], tuple[float, float]]) -> CheckResult:
