@@ -59,3 +59,66 @@ def test_quantization_error_report():
     assert clipped.zero_point == 0
     with pytest.raises(ValueError, match="bits"):
         metrics.quantization_error(x, 1)
+
+
+# --- what a test set can resolve: against scipy's implementations ----------------------------------
+
+@pytest.mark.parametrize(("k", "n"), [(0, 10), (1, 10), (350, 360), (359, 360), (360, 360),
+                                      (180, 360)])
+@pytest.mark.parametrize("confidence", [0.9, 0.95, 0.99])
+def test_accuracy_interval_is_wilsons_as_scipy_computes_it(k, n, confidence):
+    from scipy.stats import binomtest
+
+    r = metrics.accuracy_interval(np.arange(n) < k, confidence=confidence)
+    ref = binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
+    assert (r.correct, r.n) == (k, n)
+    assert r.low == pytest.approx(ref.low, abs=1e-9) and r.high == pytest.approx(ref.high, abs=1e-9)
+    assert 0 <= r.low <= r.accuracy <= r.high <= 1
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_mcnemar_is_the_exact_binomial_test_on_the_disagreements(seed):
+    from scipy.stats import binomtest
+
+    rng = np.random.default_rng(seed)
+    a, b = rng.random(360) < 0.95, rng.random(360) < 0.9 + 0.01 * seed
+    r = metrics.mcnemar(a, b)
+    assert (r.only_a, r.only_b) == (int(np.sum(a & ~b)), int(np.sum(~a & b)))
+    assert r.p_value == pytest.approx(binomtest(r.only_a, r.only_a + r.only_b, 0.5).pvalue)
+    assert r.difference == pytest.approx(a.mean() - b.mean())
+
+
+def test_one_image_apart_is_never_significant_and_identical_models_give_p_1():
+    a = np.ones(360, dtype=bool)
+    b = a.copy()
+    b[0] = False
+    assert metrics.mcnemar(a, b).p_value == 1.0 and not metrics.mcnemar(a, b).significant()
+    assert metrics.mcnemar(a, a) == metrics.Paired(0, 0, 1.0, 360)
+    b[:8] = False  # 8 images apart, all one way: p = 2 / 2**8
+    assert metrics.mcnemar(a, b).p_value == pytest.approx(2 / 256)
+    assert metrics.mcnemar(a, b).significant()
+    assert "a real difference" in metrics.mcnemar(a, b).verdict("fp32", "int8")
+
+
+def test_compare_accuracy_prints_both_intervals_and_the_verdict(capsys):
+    labels = np.arange(360) % 10
+    pred_a, pred_b = labels.copy(), labels.copy()
+    pred_b[:3] = (pred_b[:3] + 1) % 10
+    r = metrics.compare_accuracy(pred_a, pred_b, labels, names=("float", "int8"))
+    out = capsys.readouterr().out
+    assert "float: 100.0%" in out and "int8: 99.2%" in out and "too close" in out
+    assert (r.only_a, r.only_b) == (3, 0)
+
+
+@pytest.mark.parametrize("bad", [np.array([1, 0, 1]), np.array([]), np.ones((2, 2), bool),
+                                 np.array(["yes"])])
+def test_statistics_reject_what_is_not_one_boolean_per_image(bad):
+    with pytest.raises(ValueError, match="boolean"):
+        metrics.accuracy_interval(bad)
+    with pytest.raises(ValueError, match="boolean"):
+        metrics.mcnemar(bad, bad)
+
+
+def test_mcnemar_needs_the_same_images():
+    with pytest.raises(ValueError, match="same images"):
+        metrics.mcnemar(np.ones(5, bool), np.ones(6, bool))
