@@ -131,3 +131,31 @@ def test_cifar10_rejects_files_of_another_format(tmp_path):
 def test_write_cifar10_like_checks_its_counts(tmp_path):
     with pytest.raises(ValueError, match="n_test must be a positive integer"):
         data.write_cifar10_like(tmp_path, 3, 0)
+
+
+def test_validation_split_is_stratified_seeded_and_leaves_the_test_images_alone():
+    d = data.load_digits(size=32)
+    v = data.validation_split(d, fraction=0.2, seed=0)
+    assert len(v.y_val) == 288 and len(v.train.y_train) == 1437 - 288
+    assert v.train.x_test is not None and np.array_equal(v.train.x_test, d.x_test)
+    # Every training image lands on exactly one side, and each digit keeps its share.
+    both = np.concatenate([v.train.x_train, v.x_val]).reshape(1437, -1)
+    assert np.unique(both, axis=0).shape[0] == np.unique(d.x_train.reshape(1437, -1), axis=0).shape[0]
+    assert np.abs(np.bincount(v.y_val) / 288 - np.bincount(d.y_train) / 1437).max() < 0.01
+    # The same seed gives the same images, in either layout; another seed others.
+    nhwc = data.validation_split(data.load_digits(size=32, layout="NHWC"), 0.2, seed=0)
+    np.testing.assert_array_equal(nhwc.x_val, v.x_val.transpose(0, 2, 3, 1))
+    assert not np.array_equal(data.validation_split(d, 0.2, seed=1).y_val, v.y_val)
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"fraction": 0.0}, "at least one image of each"),
+    ({"fraction": 0.999}, "at least one image of each"),
+    ({"fraction": "0.2"}, "fraction must be a number"),
+    ({"seed": 1.5}, "seed must be an integer"),
+])
+def test_validation_split_rejects_bad_arguments(kwargs, words):
+    with pytest.raises(ValueError, match=words):
+        data.validation_split(data.load_digits(), **kwargs)
+    with pytest.raises(ValueError, match="tl.data.Dataset"):
+        data.validation_split((1, 2, 3, 4))

@@ -25,6 +25,8 @@ __all__ = [
     "Dataset",
     "load_cifar10",
     "load_digits",
+    "Validation",
+    "validation_split",
     "write_cifar10_like",
 ]
 
@@ -125,6 +127,49 @@ def _load_digits_cached(size: int, layout: str, test_fraction: float, seed: int)
         x, y, test_size=test_fraction, stratify=y, random_state=seed
     )
     return Dataset(x_train, y_train, x_test, y_test)
+
+
+class Validation(NamedTuple):
+    """A validation set carved out of a Dataset's training images (see ``validation_split``)."""
+
+    train: Dataset  # the Dataset without those images in its training part; its test part as is
+    x_val: np.ndarray
+    y_val: np.ndarray
+
+
+def validation_split(data: Dataset, fraction: float = 0.2, seed: int = 0) -> Validation:
+    """Take a stratified, seeded ``fraction`` of ``data``'s training images as a validation set.
+
+    Choices made while compressing a model (which sparsity per layer, how many clusters) are
+    made on these images, so that the test images only ever report the result. The split
+    depends on the labels and ``seed`` alone, so the same images are chosen for both layouts of
+    the digits. The returned ``train`` keeps ``data``'s test images as they are.
+
+    >>> d = load_digits()
+    >>> v = validation_split(d)
+    >>> v.train.x_train.shape, v.x_val.shape, np.bincount(v.y_val).tolist()
+    ((1149, 1, 8, 8), (288, 1, 8, 8), [29, 29, 28, 29, 29, 29, 29, 29, 28, 29])
+    """
+    if not isinstance(data, Dataset):
+        raise ValueError(f"data must be a tl.data.Dataset (from load_digits or load_cifar10); "
+                         f"got {type(data).__name__}.")
+    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real):
+        raise ValueError(f"fraction must be a number between 0 and 1, e.g. 0.2; got {fraction!r}.")
+    y = np.asarray(data.y_train)
+    n_classes = len(np.unique(y))
+    n_val = int(np.ceil(len(y) * fraction)) if 0 < fraction < 1 else 0
+    if not n_classes <= n_val <= len(y) - n_classes:
+        raise ValueError(f"fraction must leave at least one image of each of the {n_classes} "
+                         f"classes on both sides of the split, e.g. 0.2; got {fraction!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ValueError(f"seed must be an integer; got {seed!r}.")
+    from sklearn.model_selection import train_test_split
+
+    keep, val = train_test_split(np.arange(len(y)), test_size=n_val, stratify=y,
+                                 random_state=int(seed))
+    keep, val = np.sort(keep), np.sort(val)  # the training order stays as it was
+    train = data._replace(x_train=data.x_train[keep], y_train=y[keep])
+    return Validation(train, data.x_train[val], y[val])
 
 
 def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
