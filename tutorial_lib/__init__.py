@@ -26,7 +26,7 @@ _SUBMODULES = {
     "viz", "env", "integer", "tflite_file", "observers", "packing", "groupwise",
     "qat", "tf_fake_quant", "shipped", "speed",
     "pruning", "clustering", "distill", "torch_compress", "keras_compress",
-    "gguf_blocks", "weight_only", "llm", "lora", "debug", "paths",
+    "gguf_blocks", "weight_only", "llm", "lora", "debug", "paths", "equalize",
 }
 
 __all__ = ["QParams", "choose_qparams", "dequantize", "fake_quantize", "qrange", "quantize",
