@@ -343,6 +343,53 @@ def test_exception_is_reported_not_raised(capsys):
     assert not result and "raised ZeroDivisionError" in out and "Traceback" not in out
 
 
+def test_a_raise_shows_the_learners_own_line(capsys):
+    def dequantize(q, scale, zero_point):
+        q = np.asarray(q)
+        return (q - zero_point) * scale[3]  # the bug
+
+    assert not checks.check_dequantize(dequantize)
+    out = capsys.readouterr().out
+    line = next(row for row in out.splitlines() if "your line:" in row)
+    assert line.strip().startswith("your line: return (q - zero_point) * scale[3]  # the bug")
+    assert "of dequantize)" in line and "raised inside" not in line and "Traceback" not in out
+
+
+def test_a_raise_deeper_down_names_the_library_and_the_learners_call(capsys):
+    def dequantize(q, scale, zero_point):
+        return np.reshape(q, (7, 3)) * scale
+
+    assert not checks.check_dequantize(dequantize)
+    out = capsys.readouterr().out
+    assert "your line: return np.reshape(q, (7, 3)) * scale" in out
+    assert "of dequantize), raised inside numpy\n" in out
+    assert len(out.splitlines()) <= 8  # the usual report plus one line, no traceback
+
+
+def test_a_raise_in_a_notebook_cell_shows_the_cells_line(capsys):
+    import linecache
+
+    # IPython compiles each cell under a file name of its own and puts its source in linecache
+    filename = "/tmp/ipykernel_4242/1234567.py"
+    source = "def quantize(x, scale, zero_point, quant_min, quant_max):\n    q = x / scale\n    return q.astype(np.int8)[9]\n"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    namespace = {"np": np}
+    exec(compile(source, filename, "exec"), namespace)
+    try:
+        assert not checks.check_quantize(namespace["quantize"])
+    finally:
+        del linecache.cache[filename]
+    out = capsys.readouterr().out
+    assert "your function raised IndexError" in out
+    assert "your line: return q.astype(np.int8)[9]   (line 3 of quantize)\n" in out
+
+
+def test_a_raise_with_no_line_of_the_learners_shows_none(capsys):
+    assert not checks.check_dequantize(np.reshape)  # not the learner's code at all
+    out = capsys.readouterr().out
+    assert "your function raised" in out and "your line" not in out
+
+
 def test_wrong_shape_is_a_failure(capsys):
     assert not checks.check_quantize(lambda x, *a: np.zeros(1, np.int8))
     capsys.readouterr()

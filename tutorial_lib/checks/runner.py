@@ -7,8 +7,11 @@ Every ``check_<name>`` in the topic modules of this package is a list of ``Case`
 
 from __future__ import annotations
 
+import sysconfig
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -109,6 +112,49 @@ def _learner(fn: Callable) -> Callable:
 
     call._learner_call = True  # type: ignore[attr-defined]
     return call
+
+
+# Code that is not the learner's: this library, the standard library and installed packages.
+_LIBRARY = Path(__file__).resolve().parents[1]
+_INSTALLED = tuple(sorted(  # the deepest first: a venv's site-packages lies inside its stdlib folder
+    {Path(p).resolve() for key in ("stdlib", "platstdlib", "purelib", "platlib")
+     if (p := sysconfig.get_paths().get(key))}, key=lambda path: -len(path.parts)))
+
+
+def _where(filename: str) -> str | None:
+    """Which library a source file belongs to ("numpy", "the standard library", "tutorial_lib"),
+    or None for the learner's own code (a notebook cell, a script, a test)."""
+    try:
+        path = Path(filename).resolve()
+    except (OSError, ValueError):
+        return None
+    if path.is_relative_to(_LIBRARY):
+        return "tutorial_lib"
+    for root in _INSTALLED:
+        if path.is_relative_to(root):
+            parts = path.relative_to(root).parts
+            if root.name in ("site-packages", "dist-packages") and len(parts) > 1:
+                return parts[0].split(".")[0]
+            return "the standard library"
+    return None
+
+
+def _learner_line(err: BaseException) -> str | None:
+    """One line naming the learner's own line that raised ``err``: the last frame of the
+    traceback in the learner's code, with its source, and the library the error came from if it
+    was raised deeper down. None when no frame of the traceback is the learner's."""
+    tb = err.__traceback__ or getattr(err.__cause__, "__traceback__", None)
+    frames = traceback.extract_tb(tb) if tb is not None else []
+    own = [i for i, f in enumerate(frames) if _where(f.filename) is None]
+    if not own:
+        return None
+    frame = frames[own[-1]]
+    source = (frame.line or "").strip()
+    line = f"your line: {source}" if source else "your line:"
+    line += f"   (line {frame.lineno} of {frame.name})"
+    if own[-1] < len(frames) - 1:  # raised further down, in code the learner called
+        line += f", raised inside {_where(frames[-1].filename)}"
+    return line
 
 
 def _wraps_learner(fn: Callable) -> Callable:
@@ -316,9 +362,10 @@ def run_checks(
                             "line with your code, then run this cell again)"]
             print(result)
             return result
-        except _LearnerRaised as raised:  # the learner's bug: report it, no traceback
+        except _LearnerRaised as raised:  # the learner's bug: report it and their line, no traceback
             err = raised.err
             kind, actual = "raised", f"your function raised {type(err).__name__}: {err}"
+            details = [line] if (line := _learner_line(err)) else []
         except Exception as err:  # the checker could not use the answer: not the learner's raise
             kind = "unreadable"
             actual = f"the check could not use your answer ({type(err).__name__}: {err})"
