@@ -31,7 +31,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCK = ROOT / "requirements" / "lock.txt"
-PYTHONS = ("3.11", "3.12", "3.13")
+PYTHONS = ("3.11.0", "3.12.0", "3.13.0")  # the oldest patch releases: the lock pins by patch release
 INDEX = "https://pypi.org/simple"
 
 _spec = importlib.util.spec_from_file_location("course", ROOT / "course.py")
@@ -184,7 +184,7 @@ def test_an_offline_room_on_another_system_installs_from_its_wheelhouse(resoluti
     (course.lock_for). A folder with one metadata-only wheel per such pin, under the file name
     pip chose for that system, must satisfy an offline install there: it fails when a
     dependency of that system only is missing from the wheelhouse's list."""
-    python = "3.13"
+    python = "3.13.0"
     chosen = {_name(i["metadata"]["name"]): i for i in resolutions[(system, python)]["install"]}
     assert chosen, "the online resolution for this system failed; see the test above"
     wheelhouse = tmp_path / "wheelhouse"
