@@ -317,8 +317,14 @@ def test_pt2e_drops_float_weights_and_lowering_keeps_the_numbers():
     assert {r["runs as"] for r in tb.quantized_summary(lowered, x[:2])} == {
         "onednn.qconv_pointwise", "onednn.qlinear_pointwise"}
     step = np.abs(reference).max() / 127
+    # Without VNNI, oneDNN's AVX2 int8 kernels add pairs of u8 x s8 products in 16 bits
+    # (vpmaddubsw), which saturates with PT2E's full-range uint8 activations (eager x86 keeps
+    # them to 7 bits for this reason): there some logits move by several steps (up to 9.5 here).
+    vnni = any(tl.env.int8_features()[name] for name in ("AVX-512 VNNI", "AVX-VNNI"))
     for n in (1, 7, 32):  # the batch size stays free
-        assert np.abs(tb.logits(lowered, x[:n]) - reference[:n]).max() < 2 * step
+        lowered_logits = tb.logits(lowered, x[:n])
+        assert np.abs(lowered_logits - reference[:n]).max() < (2 if vnni else 16) * step
+        assert np.mean(lowered_logits.argmax(1) == reference[:n].argmax(1)) >= 0.9
     with pytest.raises(ValueError):
         tb.drop_unused_weights(model)
     with pytest.raises(ValueError, match="at least 2"):
