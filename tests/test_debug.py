@@ -89,6 +89,8 @@ def test_keep_float_and_16x8_fix_the_planted_outlier_in_litert():
     float_ops = [t for t in kb.tensor_table(kept, constants=False)
                  if debug.layer_label(t["name"]) == "conv3" and t["dtype"] == "float32"]
     assert float_ops, "conv3 should run in float32"
+    with pytest.raises(ValueError, match="choose one fix"):
+        debug.litert_convert(model, calibration, int16_activations=True, keep_float=["conv3"])
 
 
 def test_litert_layer_stats_point_at_the_planted_layer_quietly(capfd):
@@ -127,3 +129,46 @@ def test_torch_per_tensor_pt2e_breaks_and_the_numeric_debugger_finds_conv3():
     sqnr = debug.torch_layer_sqnr(model, calibration, data.x_test[:64], per_channel=False)
     assert list(sqnr)[:3] == ["conv1", "relu1", "pool1"]
     assert debug.culprit(sqnr) == "conv3"
+
+
+def test_equalize_outlier_keeps_the_function_and_fixes_per_tensor_int8_in_litert():
+    pytest.importorskip("ai_edge_litert")
+    import tutorial_lib as tl
+    kb = tl.tflite_bridge
+    data = tl.data.load_digits(size=32, layout="NHWC")
+    model = debug.plant_outlier_channel(kb.trained_cnn_keras(0), "conv2", "conv3", 21, 300.0)
+    calibration, x, y = data.x_train[:50], data.x_test, data.y_test
+    before = model.predict(x[:64], verbose=0)
+    float_accuracy = float(np.mean(model.predict(x, verbose=0).argmax(1) == y))
+    scales = debug.equalize_outlier(model, "conv2", "conv3")
+    after = model.predict(x[:64], verbose=0)
+    assert np.abs(after - before).max() <= 1e-4 * np.abs(before).max()
+    assert scales.shape == (32,) and np.all(scales > 0) and scales.argmax() == 21
+    equalized = debug.litert_convert(model, calibration, per_channel=False)
+    assert kb.accuracy_tflite(equalized, x, y) >= float_accuracy - 0.005
+    conv_kinds = {t["dtype"] for t in kb.tensor_table(equalized, constants=False)
+                  if debug.layer_label(t["name"]).startswith("conv")}
+    assert conv_kinds == {"int8"}
+
+
+def test_equalize_outlier_fixes_per_tensor_pt2e():
+    pytest.importorskip("torchao")
+    import torch
+
+    import tutorial_lib as tl
+    tb = tl.torch_bridge
+    data = tl.data.load_digits(size=32, layout="NCHW")
+    model = debug.plant_outlier_channel(tb.trained_cnn(0).eval(), "conv2", "conv3", 6, 300.0)
+    x = torch.as_tensor(data.x_test[:64])
+    with torch.no_grad():
+        before = model(x)
+    float_accuracy = tb.digits_accuracy(model, data)
+    debug.equalize_outlier(model, "conv2", "conv3")
+    with torch.no_grad():
+        after = model(x)
+    assert float((after - before).abs().max()) <= 1e-4 * float(before.abs().max())
+    calibration = data.x_train[:64]
+    per_tensor = tb.digits_accuracy(debug.torch_pt2e(model, calibration, per_channel=False), data)
+    assert per_tensor >= float_accuracy - 0.005
+    with pytest.raises(ValueError, match="convolution fed by"):
+        debug.equalize_outlier(model, "conv3", "fc1")

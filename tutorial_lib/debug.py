@@ -11,7 +11,8 @@ only when called: ``litert_activations`` reads every tensor of a LiteRT model,
 per-channel weights, 16-bit activations, layers kept in float), ``litert_layer_stats`` reads
 TensorFlow's ``QuantizationDebugger`` layer statistics (each layer's own error), ``torch_pt2e`` and
 ``torch_layer_sqnr`` do the same for PyTorch's PT2E, and ``plant_outlier_channel`` breaks a
-trained model on purpose without changing what it computes in float.
+trained model on purpose without changing what it computes in float; ``equalize_outlier`` undoes it
+with cross-layer equalization.
 
 >>> ref = {"input": np.array([1.0, -1.0]), "conv1": np.array([2.0, 2.0])}
 >>> got = {"input": np.array([1.0, -1.0]), "conv1": np.array([2.2, 1.8])}
@@ -227,7 +228,8 @@ def litert_convert(model, calibration, per_channel: bool = True, int16_activatio
       ``_experimental_disable_per_channel`` switch), as a per-tensor-only accelerator needs.
     - ``int16_activations=True``: the 16x8 mode, int16 activations and int8 weights.
     - ``keep_float``: Keras layer names whose operators stay float32, through the
-      ``QuantizationDebugger``'s ``denylisted_nodes`` (TensorFlow's selective quantization).
+      ``QuantizationDebugger``'s ``denylisted_nodes`` (TensorFlow's selective quantization);
+      with int8 activations only: combined with ``int16_activations`` it raises ValueError.
 
     The input and output stay float32; ``calibration`` is the representative data (N, ...).
     """
@@ -235,6 +237,11 @@ def litert_convert(model, calibration, per_channel: bool = True, int16_activatio
 
     samples = _calibration(calibration)
     _check_layers(model, keep_float)
+    if keep_float and int16_activations:
+        # the QuantizationDebugger's selective quantization returns int8 activations for 16x8
+        raise ValueError("keep_float works with int8 activations only (with "
+                         "int16_activations=True the converter silently returns an int8 model); "
+                         "choose one fix: int16_activations=True, or keep_float=[...].")
     if not keep_float:
         return kb.run_converter(_litert_converter(model, samples, per_channel, int16_activations))
     float_model = kb.convert(model, "float")
@@ -320,6 +327,61 @@ def plant_outlier_channel(model, layer: str, next_layer: str, channel: int, fact
         modules[bn].bias[channel] *= factor
         modules[next_layer].weight[:, channel] /= factor
     return model
+
+
+def equalize_outlier(model, layer: str, next_layer: str):
+    """Cross-layer equalization of ``layer`` (BatchNorm folded) with ``next_layer``, in place.
+
+    ``tl.equalize.equalize_pair`` computes ``s = sqrt(r1 / r2)`` per channel from the folded
+    ``layer``'s output-channel ranges ``r1`` and ``next_layer``'s input-channel ranges ``r2``;
+    the scales go in through the BatchNorm (``bn<k>`` for ``conv<k>``): its gamma and beta are
+    divided by ``s`` and ``next_layer``'s weights on that input channel multiplied by ``s``.
+    ReLU and max pooling commute with positive scales, so the float model computes the same
+    function; folded, both layers' channel ranges become ``sqrt(r1 · r2)``: the undo of
+    ``plant_outlier_channel`` (Nagel et al. 2019). Keras or PyTorch; returns the scales.
+    """
+    from tutorial_lib.equalize import equalize_pair
+
+    bn = layer.replace("conv", "bn")
+    if hasattr(model, "get_layer"):  # Keras: kernels are HWIO
+        conv_weights = model.get_layer(layer).get_weights()
+        w1 = np.transpose(conv_weights[0], (3, 2, 0, 1))
+        b1 = conv_weights[1] if len(conv_weights) > 1 else np.zeros(w1.shape[0], np.float32)
+        gamma, beta, mean, var = model.get_layer(bn).get_weights()
+        eps = model.get_layer(bn).epsilon
+        kernel, *rest = model.get_layer(next_layer).get_weights()
+        w2 = np.transpose(kernel, (3, 2, 0, 1))
+    else:  # PyTorch: weights are OIHW
+        modules = dict(model.named_modules())
+        conv, norm = modules[layer], modules[bn]
+        w1 = conv.weight.detach().cpu().numpy()
+        b1 = (conv.bias.detach().cpu().numpy() if conv.bias is not None
+              else np.zeros(w1.shape[0], np.float32))
+        gamma, beta = norm.weight.detach().cpu().numpy(), norm.bias.detach().cpu().numpy()
+        mean, var = norm.running_mean.cpu().numpy(), norm.running_var.cpu().numpy()
+        eps = norm.eps
+        w2 = modules[next_layer].weight.detach().cpu().numpy()
+    if w2.ndim != 4 or w2.shape[1] != len(gamma):
+        raise ValueError(f"{next_layer} must be a convolution fed by {bn}'s {len(gamma)} "
+                         f"channels; got weights of shape {tuple(w2.shape)} (OIHW).")
+    factor = gamma / np.sqrt(var + eps)  # BatchNorm folded into the convolution
+    folded_w1 = w1 * factor.reshape(-1, 1, 1, 1)
+    folded_b1 = (b1 - mean) * factor + beta
+    scales = equalize_pair(folded_w1, folded_b1, w2).scales.astype(np.float64)
+    if hasattr(model, "get_layer"):
+        model.get_layer(bn).set_weights([(gamma / scales).astype(gamma.dtype),
+                                         (beta / scales).astype(beta.dtype), mean, var])
+        kernel = kernel * scales.reshape(1, 1, -1, 1).astype(kernel.dtype)
+        model.get_layer(next_layer).set_weights([kernel, *rest])
+        return scales
+    import torch
+
+    with torch.no_grad():
+        s = torch.as_tensor(scales, dtype=norm.weight.dtype)
+        norm.weight.div_(s)
+        norm.bias.div_(s)
+        modules[next_layer].weight.mul_(s.reshape(1, -1, 1, 1))
+    return scales
 
 
 # ---------------------------------------------------------------- PyTorch bridge
