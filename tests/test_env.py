@@ -1,8 +1,11 @@
-"""The environment report, the course's version ranges, the quantized engine and the offline
-guard."""
+"""The environment report, the course's version ranges, the quantized engine, the offline guard,
+and a scan of the notebooks for stored outputs that would pin the machine that saved them."""
 
+import json
+import re
 import socket
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -129,3 +132,76 @@ def test_int8_features_without_cpuinfo_or_sysctl_are_all_false(monkeypatch):
     monkeypatch.setattr(env, "_cpuinfo_text", lambda: "")
     assert not any(env.int8_features().values())
 
+
+# ---- stored outputs must not pin the machine
+
+NOTEBOOK_FOLDERS = ("notebooks", "solutions", "exercises")
+MACHINE_PINS = {
+    "a Python patch version": re.compile(r"(?<![\d.])3\.1\d\.\d+(?![\d.])"),
+    "a local version tag": re.compile(r"\d\+(?:cpu|cu\d+|rocm[\d.]*|xpu)\b"),
+    "a library version": re.compile(
+        r"\b(?:python|numpy|torch|torchao|tensorflow|tfmot|keras|tf-keras|ai-edge-litert|"
+        r"litert|scikit-learn|matplotlib|transformers)\s*(?:version\s*)?[:=]?\s*\d+\.\d+\.\d+",
+        re.IGNORECASE),
+    "an engine name as a result": re.compile(
+        r"['\"](?:x86|qnnpack|fbgemm|onednn)['\"]|\bengine\b\W{0,3}(?:is\s+)?(?:x86|qnnpack|fbgemm|onednn)\b",
+        re.IGNORECASE),
+}
+
+
+def _compared_outputs(path: Path):
+    """(cell index, text) of every stored output nbval compares in this notebook."""
+    notebook = json.loads(path.read_text(encoding="utf-8"))
+    for index, cell in enumerate(notebook["cells"]):
+        if cell["cell_type"] != "code":
+            continue
+        source = "".join(cell["source"])
+        markers = {line.strip().lstrip("#").strip() for line in source.splitlines()
+                   if line.strip().startswith("#")}
+        tags = set(cell.get("metadata", {}).get("tags", []))
+        if markers & {"NBVAL_IGNORE_OUTPUT", "NBVAL_SKIP"} or tags & {
+                "nbval-ignore-output", "nbval-skip"}:
+            continue
+        for output in cell.get("outputs", []):
+            text = output.get("text") or output.get("data", {}).get("text/plain", "")
+            yield index, "".join(text)
+
+
+def machine_pins(path: Path) -> list[str]:
+    """What a notebook's compared outputs say about the machine that saved them."""
+    found = []
+    for index, text in _compared_outputs(path):
+        for what, pattern in MACHINE_PINS.items():
+            match = pattern.search(text)
+            if match:
+                found.append(f"{path.as_posix()} cell {index}: {what}, {match.group(0)!r}")
+    return found
+
+
+def test_the_scan_finds_what_pins_the_machine(tmp_path):
+    cells = [
+        {"cell_type": "code", "source": "print(versions)", "metadata": {},
+         "outputs": [{"output_type": "stream", "name": "stdout",
+                      "text": "python 3.11.7\ntorch 2.13.0+cpu\n"}]},
+        {"cell_type": "code", "source": "print(engine)", "metadata": {},
+         "outputs": [{"output_type": "execute_result", "data": {"text/plain": "'qnnpack'"}}]},
+        {"cell_type": "code", "source": "# NBVAL_IGNORE_OUTPUT\nprint(versions)", "metadata": {},
+         "outputs": [{"output_type": "stream", "name": "stdout", "text": "python 3.12.4\n"}]},
+        {"cell_type": "code", "source": "print(table)", "metadata": {},
+         "outputs": [{"output_type": "stream", "name": "stdout",
+                      "text": "x86      weights: PerChannelMinMaxObserver\nscale 3.1\n"}]},
+    ]
+    path = tmp_path / "lesson.ipynb"
+    path.write_text(json.dumps({"cells": cells}))
+    found = machine_pins(path)
+    assert [line.split(": ", 1)[1].split(",")[0] for line in found] == [
+        "a Python patch version", "a local version tag", "a library version",
+        "an engine name as a result"]
+    assert all(" cell 0: " in line for line in found[:3]) and " cell 1: " in found[3]
+
+
+@pytest.mark.parametrize("folder", NOTEBOOK_FOLDERS)
+def test_no_compared_output_pins_the_machine(folder):
+    """Versions, local tags and the engine belong in cells marked NBVAL_IGNORE_OUTPUT."""
+    found = [pin for path in sorted(Path(folder).glob("*.ipynb")) for pin in machine_pins(path)]
+    assert not found, "\n".join(found)
