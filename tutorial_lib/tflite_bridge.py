@@ -530,12 +530,14 @@ def prepare_qat(model: tf_keras.Model, keep_float=(), weight_bits: int = 8,
     """A copy of ``model`` ready for quantization-aware training with tfmot.
 
     With the defaults this is ``tfmot.quantization.keras.quantize_model(model)``: fake
-    quantization on the input, every weight and every activation, 8 bits, with TFLite's scheme
-    (per-channel symmetric weights, asymmetric activations, BatchNorm kept with its conv).
+    quantization on the input, every weight and every activation, 8 bits, with tfmot's scheme:
+    symmetric weights, one scale per output channel for Conv2D and DepthwiseConv2D but one per
+    tensor for Dense, asymmetric activations, BatchNorm kept with its conv.
     ``keep_float`` names layers to leave in float: every other layer is wrapped with
     ``quantize_annotate_layer`` and the annotated model goes through ``quantize_apply``.
-    Other bit widths (2 to 8) use tfmot's experimental n-bit scheme; such models can be
-    trained and evaluated in Keras, but LiteRT stores them as int8.
+    Other bit widths (2 to 8) use tfmot's experimental n-bit scheme, with the same granularity
+    (Dense per tensor). The converter stores weights trained at 4 bits or fewer as INT4 tensors,
+    two per byte, next to int8 activations (lesson 08 runs a 2-bit model in LiteRT).
 
     The returned model is not compiled; its activation ranges start at tfmot's defaults
     (the input's at [0, 0]), so it predicts nonsense until it has trained on some data.
