@@ -86,3 +86,46 @@ def test_the_numpy_modules_stay_light():
     code = ("import sys, tutorial_lib.gguf_blocks, tutorial_lib.weight_only; "
             "assert not {'torch', 'transformers', 'gguf'} & set(sys.modules), 'heavy import'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_q8_1_codes_and_scale_are_gguf_q8_0s():
+    # ggml's Q8_1 writes the codes and d of Q8_0 (same rule) and adds s = d * sum(q)
+    rng = np.random.default_rng(4)
+    x = (rng.standard_t(3, size=256) * 0.3).astype(np.float32)
+    x[32:64] = 0.0  # a zero block: d = 0, codes 0
+    x[64:96] = [127.0, 2.5, -2.5] + [0.0] * 29  # d = 1: ties round away from zero (C's roundf)
+    d, s, q = gb.quantize_q8_1(x)
+    assert q[2, :3].tolist() == [127, 3, -3]
+    theirs = quants.quantize(x, Q8_0).reshape(-1, 34)
+    assert np.array_equal(d, theirs[:, :2].copy().view(np.float16).astype(np.float32).ravel())
+    assert np.array_equal(q.view(np.uint8), theirs[:, 2:])
+    want_s = (np.abs(x.reshape(-1, 32)).max(1) / np.float32(127)) * q.astype(np.int32).sum(1)
+    assert np.array_equal(s, want_s.astype(np.float16).astype(np.float32))
+
+
+def test_q4_1_times_q8_1_is_the_float_product_of_the_dequantized_blocks():
+    rng = np.random.default_rng(5)
+    w = (rng.standard_t(4, size=(6, 128)) * 0.05).astype(np.float32)
+    x = rng.normal(size=128).astype(np.float32)
+    raw = gb.quantize_q4_1(w)
+    d, s, q = gb.quantize_q8_1(x)
+    x_hat = (d[:, None] * q).ravel().astype(np.float64)
+    want = gb.dequantize_q4_1(raw).astype(np.float64) @ x_hat
+    got = gb.dot_q4_1_q8_1(raw, x)
+    # equal but for s, which ggml stores in float16: m * (s - d * sum(q)) per block
+    m = raw.reshape(6, 4, 20)[:, :, 2:4].copy().view(np.float16).astype(np.float64)[..., 0]
+    slack = np.abs(m).sum(1) * np.abs(s - d * q.astype(np.int32).sum(1)).max()
+    assert np.all(np.abs(got - want) <= slack + 1e-5)
+    # W4A8 is close to W4A16 (float activations), not equal: 8-bit activations round too
+    w4a16 = gb.dequantize_q4_1(raw) @ x
+    assert not np.array_equal(got, w4a16)
+    assert np.abs(got - w4a16).max() < 0.02 * np.abs(w4a16).max()
+
+
+def test_q8_1_and_the_dot_product_refuse_bad_input():
+    with pytest.raises(ValueError, match="multiple of 32"):
+        gb.quantize_q8_1(np.zeros(33))
+    with pytest.raises(ValueError, match="NaN"):
+        gb.quantize_q8_1(np.full(32, np.inf))
+    with pytest.raises(ValueError, match="Q4_1 rows of 2 blocks"):
+        gb.dot_q4_1_q8_1(np.zeros((3, 20), np.uint8), np.zeros(64))

@@ -15,6 +15,12 @@ float16 parameters followed by the packed codes:
 integer zero point, so the range ``[min, max]`` is not widened to contain 0 and 0 itself need
 not be exact. The functions here follow llama.cpp's reference code (``ggml-quants.c``) and equal
 the ``gguf`` package's numpy version bit for bit (tests/test_gguf_blocks.py).
+
+On the CPU, llama.cpp does not multiply ``Q4_1`` weights with float activations: it quantizes
+each activation row to ``Q8_1`` blocks (int8 codes, a float16 scale ``d`` and ``s = d * sum(q)``)
+and runs an integer dot product per block (``ggml_vec_dot_q4_1_q8_1`` in ``ggml-cpu/quants.c``,
+chosen by the ``vec_dot_type = GGML_TYPE_Q8_1`` of ``Q4_1``'s CPU type traits in ``ggml-cpu.c``):
+weights 4 bits, activations 8 bits, W4A8. ``quantize_q8_1`` and ``dot_q4_1_q8_1`` do the same.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["BLOCK_SIZE", "BLOCK_BYTES", "bits_per_weight", "unpack_q4_1", "dequantize_q4_1",
-           "quantize_q4_1", "dequantize_q8_0"]
+           "quantize_q4_1", "dequantize_q8_0", "quantize_q8_1", "dot_q4_1_q8_1"]
 
 BLOCK_SIZE = 32  # values per block, for every format here
 BLOCK_BYTES = {"Q4_1": 20, "Q8_0": 34}  # 2 float16 + 16 bytes of nibbles; 1 float16 + 32 int8
@@ -129,3 +135,59 @@ def dequantize_q8_0(raw) -> np.ndarray:
     d = b[:, 0:2].copy().view(np.float16).astype(np.float32)
     q = b[:, 2:].copy().view(np.int8).astype(np.float32)
     return (d * q).reshape(*raw.shape[:-1], raw.shape[-1] // 34 * BLOCK_SIZE)
+
+
+def quantize_q8_1(x) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Activations as llama.cpp's CPU backend quantizes them for a ``Q4_1`` dot product.
+
+    Per block of 32: ``d = max|x| / 127``, ``q = round(x / d)`` rounding halves away from zero
+    (C's ``roundf``), and ``s = d * sum(q)``; ``d`` and ``s`` are stored as float16, the codes
+    use the float32 ``d`` (``quantize_row_q8_1_ref``). Returns ``(d, s, q)``: float32 arrays of
+    shape ``(blocks,)`` holding the float16 values, and int8 codes ``(blocks, 32)``.
+
+    >>> d, s, q = quantize_q8_1(np.linspace(-1, 1, 32, dtype=np.float32))
+    >>> round(float(d[0]) * 127, 3), q[0, [0, 15, 16, 31]].tolist(), float(s[0])
+    (1.0, [-127, -4, 4, 127], 0.0)
+    """
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 1 or x.size == 0 or x.size % BLOCK_SIZE:
+        raise ValueError(f"x must be one row whose length is a multiple of {BLOCK_SIZE}; got "
+                         f"shape {x.shape}.")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("x holds NaN or inf.")
+    blocks = x.reshape(-1, BLOCK_SIZE)
+    d = np.abs(blocks).max(axis=1) / np.float32(127)
+    with np.errstate(divide="ignore"):
+        inv_d = np.where(d == 0, np.float32(0), np.float32(1) / d)
+    scaled = blocks * inv_d[:, None]
+    q = (np.sign(scaled) * np.floor(np.abs(scaled) + np.float32(0.5))).astype(np.int8)  # roundf
+    s = d * q.astype(np.int32).sum(axis=1)
+    return (d.astype(np.float16).astype(np.float32), s.astype(np.float16).astype(np.float32), q)
+
+
+def dot_q4_1_q8_1(raw, x) -> np.ndarray:
+    """``W @ x`` for ``Q4_1`` weight rows ``raw`` (out, 20 * blocks bytes), as llama.cpp's CPU does.
+
+    ``x`` is quantized with :func:`quantize_q8_1`; then, for each block of 32,
+    ``sum_j (d_w q_w[j] + m_w) (d_x q_x[j]) = d_w d_x * sum_j q_w[j] q_x[j] + m_w * s_x``:
+    one integer dot product of 4-bit and 8-bit codes, and the weight block's minimum times the
+    activation block's precomputed ``s``. Accumulated in float64 here (float32 in ggml).
+
+    >>> w = np.linspace(-0.5, 1.0, 64, dtype=np.float32).reshape(1, 64)
+    >>> x = np.ones(64, np.float32)
+    >>> round(float(dot_q4_1_q8_1(quantize_q4_1(w), x)[0]), 2), float(w.sum())  # 4-bit weights
+    (15.99, 16.0)
+    """
+    b = _blocks(raw, "Q4_1")
+    raw = np.asarray(raw)
+    d_x, s_x, q_x = quantize_q8_1(x)
+    if raw.ndim != 2 or raw.shape[1] // 20 != len(d_x):
+        raise ValueError(f"raw must be Q4_1 rows of {len(d_x)} blocks ({20 * len(d_x)} bytes) for "
+                         f"x of {len(d_x) * BLOCK_SIZE} values; got shape {raw.shape}.")
+    d_w = b[:, 0:2].copy().view(np.float16).astype(np.float64).reshape(raw.shape[0], -1)
+    m_w = b[:, 2:4].copy().view(np.float16).astype(np.float64).reshape(raw.shape[0], -1)
+    nibbles = b[:, 4:]
+    q_w = np.concatenate([nibbles & 0x0F, nibbles >> 4], axis=1).astype(np.int32)
+    q_w = q_w.reshape(raw.shape[0], len(d_x), BLOCK_SIZE)
+    sum_i = np.einsum("obj,bj->ob", q_w, q_x.astype(np.int32))  # integers: exact
+    return (d_w * d_x * sum_i + m_w * s_x).sum(axis=1).astype(np.float32)

@@ -226,9 +226,10 @@ def fake_quantize_weight(w: torch.Tensor, bits: int, group_size: int | None = No
 class WeightOnlyLinear(nn.Module):
     """A linear layer that stores integer weights and computes in float (W8A16, W4A16, ...).
 
-    The codes are kept as int8 (``bits > 4``) or packed with ``tl.packing`` (two 3- or 4-bit
-    codes, or four 2-bit codes, per byte); scales are float16 and zero points int8, one per
-    group. ``forward`` unpacks and dequantizes the weight, then runs ``F.linear`` in float.
+    The codes are kept in a byte each (``bits > 4``: int8 if symmetric, uint8 if not) or packed
+    with ``tl.packing`` (two 3- or 4-bit codes, or four 2-bit codes, per byte); scales are
+    float16 and, when asymmetric, zero points uint8 (one byte each), one per group. ``forward``
+    unpacks and dequantizes the weight, then runs ``F.linear`` in float.
 
     >>> layer = WeightOnlyLinear.from_linear(nn.Linear(64, 8), bits=4, group_size=32)
     >>> layer.nbytes(), layer(torch.ones(1, 64)).shape  # 256 code bytes, 16 float16 scales, 8 biases
