@@ -159,8 +159,11 @@ def _sandbox(site: Path, cache: Path) -> list[str]:
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         pytest.skip("as root, chmod cannot make a folder read-only, and bwrap (Debian: bubblewrap) is absent")
-    # the whole system read-only, a private /tmp, and only the cache folder writable
+    # the whole system read-only, a private /tmp, and only the cache folder writable; the course
+    # checkout and its environment stay visible (read-only) when they live under /tmp themselves
+    visible = sorted({str(ROOT), sys.prefix, str(Path(sys.executable).resolve().parent.parent)})
     command = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+               *[a for v in visible for a in ("--ro-bind", v, v)],
                "--ro-bind", str(site), str(site), "--bind", str(cache), str(cache), "--"]
     if subprocess.run([*command, "true"], capture_output=True).returncode != 0:
         pytest.skip("bwrap cannot make namespaces here (a container without user namespaces?)")
