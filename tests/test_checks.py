@@ -125,6 +125,8 @@ REFERENCES = {
     "quantize": tl.quantize,
     "dequantize": tl.dequantize,
     "sqnr_db": tl.metrics.sqnr_db,
+    "symmetric_scale": lambda x, qmin, qmax: tl.choose_qparams(
+        -np.abs(x).max(), np.abs(x).max(), qmin, qmax, symmetric=True).scale,
     "symmetric_scales": symmetric_scales,
     "quantize_multiplier": tl.integer.quantize_multiplier,
     "requantize": requantize_single,
@@ -174,6 +176,7 @@ MISTAKES = {
     "quantize": lambda x, s, z, qmin, qmax: (x / s + z).astype(np.int8),
     "dequantize": lambda q, s, z: (q - z) * s,
     "sqnr_db": lambda x, x_hat: 20 * math.log10(np.sum(x**2) / np.sum((x - x_hat) ** 2)),
+    "symmetric_scale": lambda x, qmin, qmax: float(np.abs(x).max()) / qmax,  # narrow-range formula
     "symmetric_scales": lambda w, axis: np.abs(w).max(axis=axis) / 127,
     "quantize_multiplier": lambda r: (int(math.frexp(r)[0] * 2**31), math.frexp(r)[1]),  # truncates
     "requantize": lambda acc, m0, shift, zp: (acc * m0 / 2.0 ** (31 - shift) + zp).astype(np.int8),
@@ -341,6 +344,17 @@ def test_exception_is_reported_not_raised(capsys):
     result = checks.check_dequantize(lambda q, s, z: 1 / 0)
     out = capsys.readouterr().out
     assert not result and "raised ZeroDivisionError" in out and "Traceback" not in out
+
+
+def test_symmetric_scale_names_each_formula_mistake(capsys):
+    eps = float(np.finfo(np.float32).eps)
+    for wrong, words in [
+            (lambda x, qmin, qmax: float(np.abs(x).max()) / qmax, "you divided by quant_max"),
+            (lambda x, qmin, qmax: float(np.abs(x).max()) / (qmax - qmin), "the whole width"),
+            (lambda x, qmin, qmax: max(float(np.max(x)) / ((qmax - qmin) / 2), eps),
+             "largest magnitude")]:
+        assert not checks.check_symmetric_scale(wrong)
+        assert words in capsys.readouterr().out.split("  hint: ", 1)[1]
 
 
 def test_a_raise_shows_the_learners_own_line(capsys):

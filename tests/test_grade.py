@@ -45,7 +45,7 @@ def test_a_wrong_answer_is_reported_with_its_case_and_hint_and_the_file_is_uncha
     before = path.read_bytes()
     report = grade.grade(path)
     assert report.failed == ["quantize"] and report.passed == []
-    assert report.unfinished == ["choose_qparams", "dequantize", "symmetric_scales"]
+    assert report.unfinished == ["choose_qparams", "dequantize", "symmetric_scale"]
     text = "\n".join(report.lines)
     assert "✗ quantize:" in text and "first wrong case:" in text and "hint:" in text
     # the broken cell raises, and so does its check, which finds no sqnr_db

@@ -20,13 +20,14 @@ from tutorial_lib.checks.affine import (
     check_dequantize,
     check_quantize,
     check_sqnr_db,
-    check_symmetric_scales,
+    check_symmetric_scale,
 )
 from tutorial_lib.checks.calibration import (
     check_groupwise_fake_quantize,
     check_pack_int4,
     check_per_channel_qparams,
     check_percentile_observer,
+    check_symmetric_scales,
     check_unpack_int4,
 )
 from tutorial_lib.checks.compression import (
@@ -99,10 +100,10 @@ __all__ = [
     "check_fp32_fields", "check_fp32_value", "check_fp16_below", "check_model_bytes",
     # lesson 02: affine quantization
     "check_choose_qparams", "check_quantize", "check_dequantize", "check_sqnr_db",
-    "check_symmetric_scales",
+    "check_symmetric_scale",
     # lesson 03: granularity and calibration
     "check_per_channel_qparams", "check_percentile_observer", "check_groupwise_fake_quantize",
-    "check_pack_int4", "check_unpack_int4",
+    "check_pack_int4", "check_unpack_int4", "check_symmetric_scales",
     # lesson 04: integer inference
     "check_quantize_multiplier", "check_requantize", "check_quantize_bias", "check_int8_linear",
     "check_fold_batchnorm",

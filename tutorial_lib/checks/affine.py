@@ -10,7 +10,7 @@ import numpy as np
 from tutorial_lib.checks.runner import Case, CheckResult, _reproduces, run_checks
 
 __all__ = ["check_choose_qparams", "check_quantize", "check_dequantize", "check_sqnr_db",
-    "check_symmetric_scales"]
+    "check_symmetric_scale"]
 
 
 def check_choose_qparams(fn: Callable[[float, float, int, int], tuple[float, int]]) -> CheckResult:
@@ -124,22 +124,37 @@ def check_sqnr_db(fn: Callable[[np.ndarray, np.ndarray], float]) -> CheckResult:
         "SQNR = 10 * log10(sum(x**2) / sum((x - x_hat)**2))."))
 
 
-def check_symmetric_scales(fn: Callable[[np.ndarray, int], np.ndarray]) -> CheckResult:
-    """``fn(w, axis) -> scales``: symmetric int8 narrow-range scale per slice along ``axis``."""
+def check_symmetric_scale(fn: Callable[[np.ndarray, int, int], float]) -> CheckResult:
+    """``fn(x, quant_min, quant_max) -> scale``: ``max|x| / ((quant_max - quant_min) / 2)``."""
     eps = float(np.finfo(np.float32).eps)
-    w2 = np.array([[1.0, -2.0], [0.5, 0.25]], np.float32)
-    conv = np.arange(-8, 8, dtype=np.float32).reshape(2, 2, 2, 2) / 4
+    x = np.array([-0.5, 0.1, 2.0], np.float32)  # m = 2
     cases = [
-        Case((w2, 0), np.array([2 / 127, 0.5 / 127]), "rows (axis 0): largest |w| per row"),
-        Case((w2, 1), np.array([1 / 127, 2 / 127]), "columns (axis 1)",
-             "reduce over every axis except `axis`: np.max(np.abs(w), axis=other_axes)."),
-        Case((conv, 0), np.array([2 / 127, 1.75 / 127]), "a conv weight, output channels first"),
-        Case((conv, -1), np.array([2 / 127, 1.75 / 127]), "Keras layout, output channels last"),
-        Case((np.zeros((2, 3), np.float32), 0), np.array([eps, eps]),
-             "all-zero channels: scale floored at eps"),
-        Case((np.array([[-3.0, 1.0]], np.float32), 0), np.array([3 / 127]),
-             "a negative value can be the largest in magnitude"),
+        Case((x, -128, 127), 2 / 127.5, "int8, full range [-128, 127]: m / 127.5, as PyTorch"),
+        Case((x, -127, 127), 2 / 127, "int8, narrow range [-127, 127]: m / 127, TFLite's weights"),
+        Case((x, -8, 7), 2 / 7.5, "4 bits, full range [-8, 7]: m / 7.5"),
+        Case((x, -7, 7), 2 / 7, "4 bits, narrow range [-7, 7]: m / 7"),
+        Case((np.array([-3.0, 1.0], np.float32), -128, 127), 3 / 127.5,
+             "the largest magnitude is a negative value: m = 3",
+             "m is the largest |x|, so take np.abs(x).max(), not x.max()."),
+        Case((np.zeros(3, np.float32), -128, 127), eps, "all zeros: scale floored at eps",
+             "m = 0 would give scale 0: use max(scale, np.finfo(np.float32).eps)."),
+        Case((x, 0, 255), 2 / 127.5, "unsigned [0, 255]: the same width as int8, so m / 127.5"),
     ]
-    return run_checks("symmetric_scales", fn, cases, rtol=1e-6, arg_names=["w", "axis"], hint=(
-        "scale = max(|w| over the channel) / 127 (int8 narrow range [-127, 127]), floored at "
-        "np.finfo(np.float32).eps; one scale per index along `axis`."))
+
+    def largest(x):
+        return float(np.max(np.abs(x)))
+
+    mistakes = [
+        (_reproduces(lambda x, qmin, qmax: largest(x) / qmax, rtol=1e-6),
+         "you divided by quant_max: that is right only on a narrow range, where quant_max = "
+         "(quant_max - quant_min) / 2. Divide by half the width of the integer range."),
+        (_reproduces(lambda x, qmin, qmax: largest(x) / (qmax - qmin), rtol=1e-6),
+         "you divided by the whole width: the range [-m, m] is 2m wide, so "
+         "scale = 2m / (quant_max - quant_min) = m / ((quant_max - quant_min) / 2)."),
+        (_reproduces(lambda x, qmin, qmax: float(np.max(x)) / ((qmax - qmin) / 2), rtol=1e-6),
+         "m is the largest magnitude, max(|x|): a negative value can be the largest."),
+    ]
+    return run_checks("symmetric_scale", fn, cases, rtol=1e-6,
+                      arg_names=["x", "quant_min", "quant_max"], mistakes=mistakes, hint=(
+                          "scale = max(|x|) / ((quant_max - quant_min) / 2), floored at "
+                          "np.finfo(np.float32).eps."))

@@ -10,7 +10,8 @@ import numpy as np
 from tutorial_lib.checks.runner import Case, CheckResult, _learner, _wraps_learner, run_checks
 
 __all__ = ["check_per_channel_qparams", "check_percentile_observer",
-    "check_groupwise_fake_quantize", "check_pack_int4", "check_unpack_int4"]
+    "check_groupwise_fake_quantize", "check_pack_int4", "check_unpack_int4",
+    "check_symmetric_scales"]
 
 
 def check_per_channel_qparams(fn: Callable[..., tuple[np.ndarray, np.ndarray]]) -> CheckResult:
@@ -179,3 +180,24 @@ def check_unpack_int4(fn: Callable[[np.ndarray, int], np.ndarray]) -> CheckResul
                       dtype_hint="return integers: .astype(np.int8).", hint=(
         "v = np.stack([packed & 0xF, packed >> 4], axis=1).ravel().astype(np.int8)[:n]; "
         "return (v ^ 8) - 8."))
+
+
+def check_symmetric_scales(fn: Callable[[np.ndarray, int], np.ndarray]) -> CheckResult:
+    """``fn(w, axis) -> scales``: symmetric int8 narrow-range scale per slice along ``axis``."""
+    eps = float(np.finfo(np.float32).eps)
+    w2 = np.array([[1.0, -2.0], [0.5, 0.25]], np.float32)
+    conv = np.arange(-8, 8, dtype=np.float32).reshape(2, 2, 2, 2) / 4
+    cases = [
+        Case((w2, 0), np.array([2 / 127, 0.5 / 127]), "rows (axis 0): largest |w| per row"),
+        Case((w2, 1), np.array([1 / 127, 2 / 127]), "columns (axis 1)",
+             "reduce over every axis except `axis`: np.max(np.abs(w), axis=other_axes)."),
+        Case((conv, 0), np.array([2 / 127, 1.75 / 127]), "a conv weight, output channels first"),
+        Case((conv, -1), np.array([2 / 127, 1.75 / 127]), "Keras layout, output channels last"),
+        Case((np.zeros((2, 3), np.float32), 0), np.array([eps, eps]),
+             "all-zero channels: scale floored at eps"),
+        Case((np.array([[-3.0, 1.0]], np.float32), 0), np.array([3 / 127]),
+             "a negative value can be the largest in magnitude"),
+    ]
+    return run_checks("symmetric_scales", fn, cases, rtol=1e-6, arg_names=["w", "axis"], hint=(
+        "scale = max(|w| over the channel) / 127 (int8 narrow range [-127, 127]), floored at "
+        "np.finfo(np.float32).eps; one scale per index along `axis`."))
