@@ -129,6 +129,8 @@ REFERENCES = {
         -np.abs(x).max(), np.abs(x).max(), qmin, qmax, symmetric=True).scale,
     "symmetric_scales": symmetric_scales,
     "quantize_multiplier": tl.integer.quantize_multiplier,
+    "multiply_by_quantized_multiplier": lambda acc, m0, shift: (
+        tl.integer.multiply_by_quantized_multiplier(acc, m0, shift, "double")),
     "requantize": requantize_single,
     "quantize_bias": lambda b, sx, sw: np.round(b / (sx * np.asarray(sw))).astype(np.int32),
     "int8_linear": int8_linear,
@@ -179,6 +181,8 @@ MISTAKES = {
     "symmetric_scale": lambda x, qmin, qmax: float(np.abs(x).max()) / qmax,  # narrow-range formula
     "symmetric_scales": lambda w, axis: np.abs(w).max(axis=axis) / 127,
     "quantize_multiplier": lambda r: (int(math.frexp(r)[0] * 2**31), math.frexp(r)[1]),  # truncates
+    "multiply_by_quantized_multiplier": lambda acc, m0, shift: (  # one rounding, not two
+        tl.integer.multiply_by_quantized_multiplier(acc, m0, shift, "single")),
     "requantize": lambda acc, m0, shift, zp: (acc * m0 / 2.0 ** (31 - shift) + zp).astype(np.int8),
     "quantize_bias": lambda b, sx, sw: np.round(b / np.asarray(sw)).astype(np.int32),
     "int8_linear": lambda x, zx, w, b, m0, s, zy: requantize_single(
@@ -354,6 +358,21 @@ def test_symmetric_scale_names_each_formula_mistake(capsys):
             (lambda x, qmin, qmax: max(float(np.max(x)) / ((qmax - qmin) / 2), eps),
              "largest magnitude")]:
         assert not checks.check_symmetric_scale(wrong)
+        assert words in capsys.readouterr().out.split("  hint: ", 1)[1]
+
+
+def test_double_rounding_names_each_rounding_mistake(capsys):
+    from tutorial_lib.checks import integer as integer_checks
+
+    single = lambda a, m, s: tl.integer.multiply_by_quantized_multiplier(a, m, s, "single")  # noqa: E731
+    for wrong, words in [
+            (single, "you rounded once"),
+            (integer_checks._per_element(integer_checks._requant_double_floor), "floors toward -inf"),
+            (integer_checks._per_element(integer_checks._requant_double_ties_up),
+             "sends negative ties up"),
+            (lambda a, m, s: np.round(a * np.asarray(m, float) * 2.0 ** (np.asarray(s) - 31))
+             .astype(np.int64), "a float multiply rounds only once")]:
+        assert not checks.check_multiply_by_quantized_multiplier(wrong)
         assert words in capsys.readouterr().out.split("  hint: ", 1)[1]
 
 

@@ -52,6 +52,7 @@ from tutorial_lib.checks.formats import (
 from tutorial_lib.checks.integer import (
     check_fold_batchnorm,
     check_int8_linear,
+    check_multiply_by_quantized_multiplier,
     check_quantize_bias,
     check_quantize_multiplier,
     check_requantize,
@@ -106,7 +107,7 @@ __all__ = [
     "check_pack_int4", "check_unpack_int4", "check_symmetric_scales",
     # lesson 04: integer inference
     "check_quantize_multiplier", "check_requantize", "check_quantize_bias", "check_int8_linear",
-    "check_fold_batchnorm",
+    "check_fold_batchnorm", "check_multiply_by_quantized_multiplier",
     # lesson 05: fake quantization and QAT
     "check_fake_quantize_ste", "check_fake_quant_step", "check_qat_step", "check_lsq_scale_grad",
     "check_freeze_observers",

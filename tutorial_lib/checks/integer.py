@@ -10,7 +10,7 @@ import numpy as np
 from tutorial_lib.checks.runner import Case, CheckResult, _reproduces, run_checks
 
 __all__ = ["check_quantize_multiplier", "check_requantize", "check_quantize_bias",
-    "check_int8_linear", "check_fold_batchnorm"]
+    "check_int8_linear", "check_fold_batchnorm", "check_multiply_by_quantized_multiplier"]
 
 
 def _requant_single(acc: int, m0: int, shift: int) -> int:
@@ -196,3 +196,82 @@ def check_fold_batchnorm(fn: Callable[..., tuple[np.ndarray, np.ndarray]]) -> Ch
                       arg_names=["w", "b", "gamma", "beta", "mean", "var", "eps"], hint=(
         "g = gamma / sqrt(var + eps) per output channel; w_folded = w * g[:, None]; "
         "b_folded = (b - mean) * g + beta."))
+
+
+def _per_element(rule: Callable[[int, int, int], int]) -> Callable[..., np.ndarray]:
+    """``rule(acc, M0, shift)`` applied to every accumulator, M0 and shift per channel (last axis)."""
+    def apply(acc, quantized_multiplier, shift):
+        acc = np.asarray(acc, np.int64)
+        m0 = np.broadcast_to(np.asarray(quantized_multiplier, np.int64), acc.shape)
+        sh = np.broadcast_to(np.asarray(shift, np.int64), acc.shape)
+        return np.array([rule(int(a), int(m), int(s)) for a, m, s in
+                         zip(acc.ravel(), m0.ravel(), sh.ravel(), strict=True)],
+                        np.int64).reshape(acc.shape)
+    return apply
+
+
+def _requant_double_floor(acc: int, m0: int, shift: int) -> int:
+    """Two roundings, but the high multiply floors (Python's >>) instead of truncating (C's /)."""
+    product = acc * (1 << max(shift, 0)) * m0
+    high = (product + ((1 << 30) if product >= 0 else 1 - (1 << 30))) >> 31
+    right = max(-shift, 0)
+    mask = (1 << right) - 1
+    return (high >> right) + (1 if (high & mask) > (mask >> 1) + (1 if high < 0 else 0) else 0)
+
+
+def _requant_double_ties_up(acc: int, m0: int, shift: int) -> int:
+    """Two roundings, but the rounding shift sends negative ties up, not away from zero."""
+    high = _requant_double(acc * (1 << max(shift, 0)), m0, 0)
+    right = max(-shift, 0)
+    return (high + ((1 << right) >> 1)) >> right
+
+
+def check_multiply_by_quantized_multiplier(fn: Callable[..., np.ndarray]) -> CheckResult:
+    """``fn(acc, M0, shift) -> integers``: ``acc * M0 * 2**(shift - 31)`` rounded twice, as
+    LiteRT's reference convolutions do (gemmlowp's rounding doubling high multiply, then its
+    rounding divide by a power of two)."""
+    half = 1 << 30  # M0 of 0.5 * 2**shift
+    expect = _per_element(_requant_double)
+    rows = [
+        ([1000, -1000, 0], half, 0, "M = 0.5, no ties", ""),
+        ([1, -1, 3, -3], half, 0,
+         "M = 0.5: the high multiply rounds its ties up (toward +inf): 0.5, -0.5, 1.5, -1.5 "
+         "give 1, 0, 2, -1",
+         "SaturatingRoundingDoublingHighMul adds 2**30 to a positive product and 1 - 2**30 to a "
+         "negative one, then divides by 2**31 truncating toward zero."),
+        ([5, -5, 6, -6, 7], half, -1,
+         "M = 0.25, two roundings: 5 -> 2.5 -> 3, then 3 / 2 = 1.5 -> 2 (the exact 1.25 would "
+         "give 1)", ""),
+        ([-2, -6, 2, 6], half, -1,
+         "M = 0.25: -2 gives -1 after the high multiply, and -1 / 2 = -0.5 is a tie of the "
+         "shift, rounded away from zero to -1",
+         "RoundingDivideByPOT rounds ties away from zero: its threshold is one higher for a "
+         "negative x."),
+        ([-3, 3, 100], 1518500250, 2, "a positive shift: the accumulator is shifted left first",
+         "for shift > 0 multiply acc by 2**shift before the high multiply; only a negative shift "
+         "becomes the right shift at the end."),
+        ([123456, -98765, 7], 1431655765, -9, "M = 1/1536: a longer right shift", ""),
+        ([[10, 20], [-30, 40]], np.array([half, 1717986918]), np.array([-1, -3]),
+         "one M0 and shift per output channel (the last axis)", ""),
+    ]
+    cases = [Case((np.array(acc, np.int32), m0, shift),
+                  expect(acc, m0, shift), about, hint) for acc, m0, shift, about, hint in rows]
+    mistakes = [
+        (_reproduces(_per_element(lambda a, m, s: _requant_single(a, m, s))),
+         "you rounded once, with one 64-bit shift: that is the TFLITE_SINGLE_ROUNDING build. "
+         "LiteRT's reference kernels round twice: the high multiply rounds, then the shift."),
+        (_reproduces(_per_element(lambda a, m, s: int(np.round(a * m * 2.0 ** (s - 31))))),
+         "a float multiply rounds only once, and np.round sends ties to even; compute in "
+         "integers: the rounding high multiply, then the rounding shift."),
+        (_reproduces(_per_element(_requant_double_floor)),
+         "Python's >> floors toward -inf, C's division truncates toward zero: for a negative "
+         "nudged product, shift its magnitude and restore the sign."),
+        (_reproduces(_per_element(_requant_double_ties_up)),
+         "your rounding shift sends negative ties up; RoundingDivideByPOT rounds them away from "
+         "zero: threshold = (mask >> 1) + (1 if x < 0 else 0)."),
+    ]
+    return run_checks("multiply_by_quantized_multiplier", fn, cases, dtype=np.integer,
+                      mistakes=mistakes, arg_names=["acc", "quantized_multiplier", "shift"],
+                      hint=("shift acc left by max(shift, 0); high = SRDHM(acc, M0), the high 32 "
+                            "bits of 2 * acc * M0, rounded; then RoundingDivideByPOT(high, "
+                            "max(-shift, 0)), ties away from zero."))
