@@ -1,4 +1,5 @@
-"""The transformers bridge of lesson 10: weight-only layers, RTN in torch, AWQ, perplexity."""
+"""Lesson 10's library: weight-only layers, RTN in torch, GPTQ against the naive OBS update, AWQ,
+perplexity."""
 
 import numpy as np
 import pytest
@@ -108,6 +109,11 @@ def test_awq_search_never_worse_than_round_to_nearest():
     err = lambda v: float(((x @ (v - w).T) ** 2).mean())  # noqa: E731
     assert err(w_hat) <= err(w_rtn)
     assert alpha > 0  # on inputs this uneven, scaling wins
+    # the scales are centred as the reference code's auto_scale.py does:
+    # scales = x_max.pow(ratio); scales / (scales.max() * scales.min()).sqrt()
+    s = x.abs().mean(0).pow(0.5)
+    s = s / (s.max() * s.min()).sqrt()
+    assert torch.allclose(llm.awq_search(w, x, quantize, alphas=(0.5,))[1], quantize(w * s) / s)
 
 
 def test_text_and_sentences_are_fixed():
@@ -156,3 +162,66 @@ def test_an_unwritable_cache_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("TL_CACHE_DIR", str(tmp_path / "a-file" / "cache"))
     with pytest.raises(OSError, match="Set the environment variable TL_CACHE_DIR"):
         llm.load_smollm2()
+
+
+# ---------------------------------------------------------------- GPTQ, derived
+
+def obs_naive(w, h, bits, damp=0.01):
+    """GPTQ as the Optimal Brain Quantization update with an explicit inverse Hessian: quantize
+    column q, move its error onto the columns not yet quantized through row q of H^-1, then
+    eliminate q from H^-1 (Gaussian elimination), for q = 0, 1, ... (Frantar et al., 2022, eq. 2-3)."""
+    w = np.array(w, dtype=np.float64)
+    lo, hi = 0, 2**bits - 1
+    qp = groupwise.choose_qparams(w, w.shape[1], lo, hi, symmetric=False)
+    scale, zero_point = qp.scale.astype(np.float64).ravel(), qp.zero_point.astype(np.float64).ravel()
+    h = np.array(h, dtype=np.float64) + damp * np.mean(np.diag(h)) * np.eye(len(h))
+    h_inv = np.linalg.inv(h)
+    w_hat = np.zeros_like(w)
+    for q in range(w.shape[1]):
+        code = np.clip(np.round(w[:, q] / scale) + zero_point, lo, hi)
+        w_hat[:, q] = (code - zero_point) * scale
+        err = (w[:, q] - w_hat[:, q]) / h_inv[q, q]
+        w[:, q + 1:] -= np.outer(err, h_inv[q, q + 1:])
+        h_inv -= np.outer(h_inv[:, q], h_inv[q, :]) / h_inv[q, q]  # H^-1 of the columns left
+    return w_hat
+
+
+@pytest.mark.parametrize("shape, bits, block", [((8, 24), 3, 128), ((16, 40), 4, 7), ((5, 64), 2, 16)])
+def test_gptq_is_the_obs_update_with_an_explicit_inverse(shape, bits, block):
+    rng = np.random.default_rng(sum(shape))
+    x = rng.normal(size=(3 * shape[1], shape[1])) * rng.gamma(1.0, 1.0, shape[1])
+    w = rng.normal(size=shape)
+    assert np.allclose(wo.gptq(w, x.T @ x, bits, block=block), obs_naive(w, x.T @ x, bits), atol=1e-6)
+
+
+def test_gptq_with_a_diagonal_hessian_is_round_to_nearest():
+    # no input is correlated with another: no error can be compensated
+    rng = np.random.default_rng(7)
+    w = rng.normal(size=(6, 32)).astype(np.float32)
+    h = np.diag(rng.uniform(0.5, 5.0, 32))
+    assert np.array_equal(wo.gptq(w, h, 3), wo.rtn(w, 3))
+
+
+@pytest.mark.parametrize("block", [1, 5, 16, 128])
+def test_gptq_lazy_blocks_give_the_column_by_column_result(block):
+    rng = np.random.default_rng(block)
+    x = rng.normal(size=(64, 40)) * np.linspace(0.2, 3, 40)
+    w = rng.normal(size=(12, 40))
+    h = x.T @ x
+    assert np.allclose(wo.gptq(w, h, 3, block=block), wo.gptq(w, h, 3, block=1), atol=1e-6)
+    with pytest.raises(ValueError, match="block must be"):
+        wo.gptq(w, np.zeros((3, 3)), 3, block=0)  # checked before anything is computed
+
+
+def test_act_order_quantizes_the_largest_inputs_first():
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(96, 24)) * rng.gamma(1.0, 1.0, 24)
+    w = rng.normal(size=(6, 24))
+    h = x.T @ x
+    perm = np.argsort(-np.diag(h), kind="stable")
+    want = wo.gptq(w[:, perm], h[np.ix_(perm, perm)], 3)[:, np.argsort(perm)]
+    assert np.array_equal(wo.gptq(w, h, 3, act_order=True), want)
+    assert not np.allclose(wo.gptq(w, h, 3, act_order=True), wo.gptq(w, h, 3))
+    ordered = np.argsort(-np.diag(h))  # inputs already in that order: act-order changes nothing
+    assert np.array_equal(wo.gptq(w[:, ordered], h[np.ix_(ordered, ordered)], 3, act_order=True),
+                          wo.gptq(w[:, ordered], h[np.ix_(ordered, ordered)], 3))

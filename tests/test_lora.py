@@ -8,7 +8,6 @@ transformers = pytest.importorskip("transformers")
 
 from tests.test_llm import tiny_llama  # noqa: E402
 from tutorial_lib import lora  # noqa: E402
-from tutorial_lib import weight_only as wo  # noqa: E402
 
 
 def test_lora_starts_as_the_base_and_its_update_is_low_rank():
@@ -89,14 +88,3 @@ def test_finetune_lowers_the_training_loss_and_is_seeded(one_thread):
 def test_bad_arguments_are_refused(call, match):
     with pytest.raises(ValueError, match=match):
         call(tiny_llama())
-
-
-@pytest.mark.parametrize("block", [1, 5, 16, 128])
-def test_gptq_lazy_blocks_give_the_column_by_column_result(block):
-    rng = np.random.default_rng(block)
-    x = rng.normal(size=(64, 40)) * np.linspace(0.2, 3, 40)
-    w = rng.normal(size=(12, 40))
-    h = x.T @ x
-    assert np.allclose(wo.gptq(w, h, 3, block=block), wo.gptq(w, h, 3, block=1), atol=1e-6)
-    with pytest.raises(ValueError, match="block must be"):
-        wo.gptq(w, h, 3, block=0)

@@ -91,17 +91,22 @@ def salient_channels(x, fraction: float = 0.01) -> np.ndarray:
     return mask
 
 
-def gptq(w, h, bits: int, damp: float = 0.01, block: int = 128) -> np.ndarray:
+def gptq(w, h, bits: int, damp: float = 0.01, block: int = 128,
+         act_order: bool = False) -> np.ndarray:
     """GPTQ's column-by-column quantization of a ``(out, in)`` weight with error feedback.
 
     ``h`` is ``X^T X`` of the layer's calibration inputs ``X`` (tokens, in). Each output row
     keeps the asymmetric min-max scale of round-to-nearest; column ``j`` is rounded, and its
     error, divided by the ``j``-th diagonal entry of the upper Cholesky factor ``U`` of
     ``H^-1``, is subtracted from the later columns times that row of ``U`` (Frantar et al.,
-    2022, Algorithm 1). ``damp`` adds that fraction of the mean diagonal to ``H`` so that it can
-    be inverted. The paper's lazy batch update, which gives the same result faster: the error is
-    fed at once to the columns inside a ``block``, and to the columns after it once per block,
-    in one matrix product.
+    2022, Algorithm 1). Row ``j`` of ``U`` divided by ``U[j, j]`` is row ``j`` of the inverse
+    Hessian of the columns not yet quantized, so this equals the Optimal Brain Quantization
+    update with an explicit inverse (tests/test_llm.py checks it). ``damp`` adds that fraction
+    of the mean diagonal to ``H`` so that it can be inverted. The paper's lazy batch update,
+    which gives the same result faster: the error is fed at once to the columns inside a
+    ``block``, and to the columns after it once per block, in one matrix product.
+    ``act_order=True`` quantizes the columns in order of decreasing ``H[j, j]`` (the inputs with
+    the most energy first), as the reference code's ``--act-order``.
 
     >>> rng = np.random.default_rng(0)
     >>> x = rng.normal(size=(256, 16)) * np.linspace(0.2, 3, 16)
@@ -111,19 +116,26 @@ def gptq(w, h, bits: int, damp: float = 0.01, block: int = 128) -> np.ndarray:
     True
     """
     bits = _check_bits(bits)
+    if isinstance(block, bool) or not isinstance(block, int) or block < 1:
+        raise ValueError(f"block must be a positive integer (columns per lazy update); got {block!r}.")
     w = np.array(w, dtype=np.float64)
     h = np.array(h, dtype=np.float64)
     if w.ndim != 2 or h.shape != (w.shape[1], w.shape[1]):
         raise ValueError(f"w must be (out, in) and h (in, in); got {w.shape} and {h.shape}.")
+    if act_order:  # the same algorithm on permuted columns; the row scales do not change
+        perm = np.argsort(-np.diag(h), kind="stable")
+        w_hat = gptq(w[:, perm], h[np.ix_(perm, perm)], bits, damp, block)
+        return w_hat[:, np.argsort(perm)]
     quant_min, quant_max = 0, 2**bits - 1
     scale, zero_point = choose_qparams(w.min(axis=1), w.max(axis=1), quant_min, quant_max)
     dead = np.diag(h) == 0  # inputs that are always 0: their weights do not matter
     h[dead, dead] = 1.0
     w[:, dead] = 0.0
     h += damp * np.mean(np.diag(h)) * np.eye(len(h))
+    # The reference code goes cholesky -> cholesky_inverse -> cholesky(upper) and never forms
+    # inv(H): a triangular solve is more accurate when H is ill-conditioned (few tokens, damped
+    # diagonal). inv() is the same matrix on well-damped H, and shorter to read.
     u = np.linalg.cholesky(np.linalg.inv(h)).T  # upper triangular, H^-1 = U^T U
-    if isinstance(block, bool) or not isinstance(block, int) or block < 1:
-        raise ValueError(f"block must be a positive integer (columns per lazy update); got {block!r}.")
     w_hat = np.zeros_like(w)
     for start in range(0, w.shape[1], block):
         end = min(start + block, w.shape[1])
