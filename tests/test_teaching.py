@@ -102,13 +102,32 @@ def magnitude_mask_signed(w, sparsity):
     return (w > np.sort(w.ravel())[k - 1]).astype(np.float32) if k else np.ones_like(w)
 
 
-def global_masks_per_layer(weights, sparsity):
-    masks = []
-    for w in weights:
-        mask = np.ones(w.size, np.float32)
-        mask[np.argsort(np.abs(w).ravel(), kind="stable")[:round(sparsity * w.size)]] = 0
-        masks.append(mask.reshape(w.shape))
+def global_masks_per_layer(params, sparsity):
+    masks = {}
+    for name, w in params.items():
+        if w.ndim >= 2:
+            mask = np.ones(w.size, np.float32)
+            mask[np.argsort(np.abs(w).ravel(), kind="stable")[:round(sparsity * w.size)]] = 0
+            masks[name] = mask.reshape(w.shape)
     return masks
+
+
+def kd_loss_teacher_not_softened(s, t, y, temperature, alpha):
+    def log_softmax(z):
+        z = np.asarray(z, np.float64)
+        z = z - z.max(axis=1, keepdims=True)
+        return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    log_p, log_q = log_softmax(t), log_softmax(np.asarray(s) / temperature)  # t not divided by T
+    kl = np.sum(np.exp(log_p) * (log_p - log_q), axis=1)
+    ce = -log_softmax(s)[np.arange(len(s)), y]
+    return float(np.mean(alpha * temperature**2 * kl + (1 - alpha) * ce))
+
+
+def kmeans_step_moves_zero(w, centroids):
+    flat = np.ravel(w).astype(np.float64)
+    nearest = np.argmin(np.abs(flat[:, None] - centroids), axis=1)
+    return np.array([flat[nearest == i].mean() if np.any(nearest == i) else c
+                     for i, c in enumerate(centroids)])
 
 
 def int4_groups_full_range(w, group_size):
@@ -151,7 +170,9 @@ MISTAKES = {  # lesson: [(checker, wrong answer, what the learner did)]
     "08": [("check_nudge", nudge_no_rounding, "zero point not rounded"),
            ("check_ema_range", ema_range_without_zero, "range without 0")],
     "09": [("check_magnitude_mask", magnitude_mask_signed, "signed weights compared"),
-           ("check_global_masks", global_masks_per_layer, "each layer by the same fraction")],
+           ("check_global_masks", global_masks_per_layer, "each layer by the same fraction"),
+           ("check_kd_loss", kd_loss_teacher_not_softened, "teacher not softened"),
+           ("check_kmeans_step", kmeans_step_moves_zero, "zero centroid moves")],
     "10": [("check_int4_groups", int4_groups_full_range, "scale max/8, codes -8..7"),
            ("check_salient_channels", salient_channels_signed_mean, "mean of x, not of |x|")],
 }

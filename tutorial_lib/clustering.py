@@ -6,9 +6,16 @@ move each centroid to the mean of its weights, repeat (``kmeans``). A clustered 
 stored as the codebook plus one ``ceil(log2 k)``-bit index per weight (``packed_bytes``):
 16 clusters need 4 bits per weight instead of 32.
 
-tfmot's ``cluster_weights`` starts from the same kind of centroids (``linear_centroids`` is its
-``CentroidInitialization.LINEAR``) and assigns with the same rule, but then trains the centroids
-by gradient descent together with the rest of the model instead of running Lloyd's iterations.
+tfmot's ``cluster_weights`` can start from the same centroids (``linear_centroids`` is its
+``CentroidInitialization.LINEAR``; its default is ``KMEANS_PLUS_PLUS``) and assigns with the
+same rule. While it trains, it redoes the assignment on every forward pass
+(``ClusterWeights.call``) but moves the centroids by gradient descent, together with the rest
+of the model, instead of to the mean of their weights.
+
+Lower squared error is not the goal in itself. Linear centroids leave the rare large weights
+a centroid close by, where k-means spends its centroids on the mass of small weights; Han, Mao
+and Dally (Deep Compression, 2016, section 3.2) found linear initialisation the most accurate
+for that reason.
 """
 
 from __future__ import annotations
@@ -19,8 +26,8 @@ import numpy as np
 
 from tutorial_lib._validate import as_finite_float32
 
-__all__ = ["linear_centroids", "assign_clusters", "kmeans", "cluster", "packed_bytes",
-           "bits_per_index", "unique_per_channel"]
+__all__ = ["linear_centroids", "assign_clusters", "kmeans_step", "kmeans", "cluster",
+           "packed_bytes", "bits_per_index", "unique_per_channel"]
 
 
 def _check_k(k) -> int:
@@ -72,12 +79,38 @@ def assign_clusters(w, centroids, axis: int | None = None) -> np.ndarray:
                                  zip(moved, centroids, strict=True)]), 0, axis)
 
 
-def kmeans(w, k: int, iterations: int = 30, init=None) -> tuple[np.ndarray, np.ndarray]:
+def kmeans_step(w, centroids, preserve_zero: bool = True) -> np.ndarray:
+    """One step of Lloyd's k-means: the new centroids (float64, in the order given).
+
+    Every weight of ``w`` goes to its nearest centroid (``assign_clusters``: the lower index on
+    a tie); each centroid moves to the mean of its weights, and one that no weight chose keeps
+    its value. With ``preserve_zero``, a centroid at exactly 0.0 stays there: it holds a pruned
+    tensor's zeros, as tfmot's ``preserve_sparsity=True`` keeps them.
+
+    >>> kmeans_step([0.0, 0.0, 0.125, 0.5, 1.0], [0.0, 0.5, 3.0]).tolist()
+    [0.0, 0.75, 3.0]
+    >>> kmeans_step([0.0, 0.0, 0.125, 0.5, 1.0], [0.0, 0.5, 3.0], preserve_zero=False)[0].item()
+    0.041666666666666664
+    """
+    flat = as_finite_float32(w, "w").ravel().astype(np.float64)
+    c = as_finite_float32(centroids, "centroids").astype(np.float64)
+    if c.ndim != 1 or c.size == 0:
+        raise ValueError(f"centroids must be a non-empty 1-D array; got shape {c.shape}.")
+    nearest = assign_clusters(flat, c)
+    sums = np.bincount(nearest, weights=flat, minlength=c.size)
+    counts = np.bincount(nearest, minlength=c.size)
+    moved = np.where(counts > 0, sums / np.maximum(counts, 1), c)
+    return np.where(c == 0.0, 0.0, moved) if preserve_zero else moved
+
+
+def kmeans(w, k: int, iterations: int = 30, init=None,
+           preserve_zero: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Lloyd's k-means on the values of ``w``: ``(centroids float32, indices int64)``.
 
-    Starts from ``init`` (default: ``linear_centroids(w, k)``), then alternates assignment and
-    update (each centroid becomes the mean of its weights; an empty cluster keeps its value) until
-    nothing moves or ``iterations`` rounds are done.
+    Starts from ``init`` (default: ``linear_centroids(w, k)``), then repeats ``kmeans_step``
+    (assignment, then each centroid to the mean of its weights; an empty cluster keeps its
+    value) until nothing moves or ``iterations`` steps are done. ``preserve_zero`` keeps a
+    centroid at exactly 0.0 there (give ``init`` one, for a pruned tensor).
 
     >>> centroids, indices = kmeans([0.0, 0.1, 0.2, 0.9, 1.0], 2)
     >>> [round(float(c), 3) for c in centroids], indices.tolist()
@@ -90,18 +123,12 @@ def kmeans(w, k: int, iterations: int = 30, init=None) -> tuple[np.ndarray, np.n
     centroids = linear_centroids(w, k) if init is None else as_finite_float32(init, "init").copy()
     if centroids.shape != (k,):
         raise ValueError(f"init must hold k={k} centroids; got shape {centroids.shape}.")
-    flat = w.ravel().astype(np.float64)
-    indices = assign_clusters(flat, centroids)
     for _ in range(iterations):
-        sums = np.bincount(indices, weights=flat, minlength=k)
-        counts = np.bincount(indices, minlength=k)
-        updated = np.where(counts > 0, sums / np.maximum(counts, 1), centroids).astype(np.float32)
-        new_indices = assign_clusters(flat, updated)
-        done = np.array_equal(new_indices, indices) and np.array_equal(updated, centroids)
-        centroids, indices = updated, new_indices
-        if done:
+        updated = kmeans_step(w, centroids, preserve_zero).astype(np.float32)
+        if np.array_equal(updated, centroids):
             break
-    return centroids, indices.reshape(w.shape)
+        centroids = updated
+    return centroids, assign_clusters(w, centroids)
 
 
 def cluster(w, k: int, iterations: int = 30) -> np.ndarray:

@@ -6,10 +6,14 @@ and Dean, 2015, "Distilling the Knowledge in a Neural Network"):
 
     loss = alpha * T**2 * KL(softmax(t / T) || softmax(s / T)) + (1 - alpha) * CE(y, softmax(s))
 
-``T**2`` keeps the soft term's gradients the same size whatever ``T`` is (they shrink as
-``1 / T**2`` otherwise). ``alpha = 0`` is ordinary training on labels. Everything here is
-numpy, in float64; the framework versions in ``tl.keras_compress`` and ``tl.torch_compress``
-are tested against ``kd_loss``.
+The gradient of ``T**2 * KL`` with respect to the student's logits is ``T * (q - p)``, with
+``q`` and ``p`` the student's and teacher's softened probabilities; for large ``T`` that tends
+to ``(s - t) / C`` for ``C`` classes (logits of zero mean), whatever ``T`` is, while without
+``T**2`` it shrinks as ``1 / T**2``. Hinton et al. write the soft term as the cross-entropy
+``-sum p log q``; it differs from the KL divergence by the teacher's entropy, a constant for
+the student, so both give the same gradients. ``alpha = 0`` is ordinary training on labels.
+Everything here is numpy, in float64; the Keras version, ``tl.keras_compress.kd_loss_keras``,
+is tested against ``kd_loss``.
 """
 
 from __future__ import annotations

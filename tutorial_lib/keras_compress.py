@@ -4,11 +4,13 @@ The TensorFlow Model Optimization Toolkit (tfmot 0.8) works on Keras 2 models (`
 this module imports TensorFlow through ``tl.tflite_bridge``, which selects Keras 2. What it adds
 to tfmot's calls:
 
-- ``pruning_schedule`` picks the schedule's ``frequency`` from the run's length: tfmot's default
-  (prune every 100 steps) fires only at step 0 in a fine-tune of 46 steps, where the schedule's
-  sparsity is still 0, which leaves the model dense;
-- ``fit_pruned``, ``fit_clustered`` and ``fit_collaborative`` fine-tune with the callbacks and
-  schemes tfmot needs, and strip the wrappers;
+- ``pruning_schedule`` picks the schedule's ``frequency`` from the run's length: tfmot asks the
+  schedule at steps 1, 2, ... of training (never at step 0), and its default frequency of 100
+  steps never fires in a fine-tune of 46 steps, which leaves the model dense;
+- ``fit_pruned``, ``fit_m_by_n``, ``fit_clustered`` and ``fit_collaborative`` fine-tune with the
+  callbacks and schemes tfmot needs, and strip the wrappers;
+- ``convert_sparse`` converts with ``tf.lite.Optimize.EXPERIMENTAL_SPARSITY``, which stores
+  pruned weights in LiteRT's sparse format;
 - ``fit_distilled`` trains a student on ``tl.distill.kd_loss`` (its Keras twin, ``kd_loss_keras``);
 - ``int8_kernels`` reads the int8 weights back from a converted file, to count zeros and values.
 """
@@ -22,9 +24,10 @@ from tutorial_lib.data import Dataset
 
 tf, tf_keras = kb.tf, kb.tf_keras
 
-__all__ = ["pruning_schedule", "schedule_steps", "fit_pruned", "fit_clustered",
-           "fit_collaborative", "SCHEMES", "student_cnn_keras", "kd_loss_keras", "fit_distilled",
-           "int8_kernels", "kernel_values"]
+__all__ = ["pruning_schedule", "schedule_steps", "fit_pruned", "fit_m_by_n", "fit_clustered",
+           "fit_collaborative", "SCHEMES", "convert_sparse", "xnnpack_refusal", "student_cnn_keras",
+           "kd_loss_keras",
+           "fit_distilled", "int8_kernels", "int8_scales", "kernel_values"]
 
 
 def _steps_per_epoch(data: Dataset, batch_size: int) -> int:
@@ -35,8 +38,8 @@ def pruning_schedule(sparsity: float, total_steps: int, frequency: int | None = 
     """tfmot's ``PolynomialDecay`` from 0 to ``sparsity`` over the first half of the run.
 
     ``frequency`` (steps between mask updates) defaults to an eighth of the ramp, rounded down
-    (at least 1), so the mask is updated every few batches up to the end of the ramp: 9 times
-    or more, 12 in a run of 46 steps (0, 2, ..., 22); tfmot's own default, 100, suits runs of
+    (at least 1), so the mask is updated every few batches up to the end of the ramp: 8 times
+    or more, 11 in a run of 46 steps (2, 4, ..., 22); tfmot's own default, 100, suits runs of
     thousands of steps.
     """
     if not 0 < sparsity < 1:
@@ -51,13 +54,15 @@ def pruning_schedule(sparsity: float, total_steps: int, frequency: int | None = 
 
 
 def schedule_steps(schedule, total_steps: int) -> list[tuple[int, float]]:
-    """The steps at which ``schedule`` updates the masks, with the sparsity it sets then.
+    """The steps at which tfmot updates the masks in a run of ``total_steps``, with the sparsity.
 
-    tfmot's ``UpdatePruningStep`` counts steps from 0; a step whose ``(should_prune,
-    sparsity)`` is False leaves the mask as it is (all ones at the start).
+    tfmot's wrapper (``PruneLowMagnitude.call`` in ``pruning_wrapper.py``) adds 1 to its step
+    counter before it asks the schedule, and ``UpdatePruningStep.on_train_begin`` starts that
+    counter at 0: the schedule is asked at steps 1 to ``total_steps``, never at step 0. A step
+    whose ``(should_prune, sparsity)`` is False leaves the mask as it is (all ones at first).
     """
     out = []
-    for step in range(total_steps):
+    for step in range(1, total_steps + 1):
         should, value = schedule(tf.constant(step, tf.int64))
         if bool(should):
             out.append((step, round(float(value), 4)))
@@ -87,37 +92,57 @@ def _ce():
     return tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
-def fit_pruned(model, data: Dataset, sparsity: float = 0.8, epochs: int = 2, lr: float = 1e-3,
-               seed: int = 0, m_by_n: tuple[int, int] | None = None, frequency: int | None = None,
-               batch_size: int = 64):
-    """Prune ``model`` (a copy) to ``sparsity`` while fine-tuning; return the stripped model.
-
-    Every Conv2D and Dense layer is wrapped with ``prune_low_magnitude`` and the schedule of
-    ``pruning_schedule``. With ``m_by_n=(2, 4)`` the layers whose input channels come in
-    groups of 4 are pruned 2:4 instead (tfmot's ``sparsity_m_by_n``); the others (the first
-    conv, with one input channel) stay dense.
-    """
-    tfmot = kb.load_tfmot()
-    sparsity_api = tfmot.sparsity.keras
-    total = epochs * _steps_per_epoch(data, batch_size)
-    schedule = pruning_schedule(sparsity, total, frequency)
-
-    def wrap(layer):
-        if not isinstance(layer, tf_keras.layers.Conv2D | tf_keras.layers.Dense):
-            return layer
-        if m_by_n is None:
-            return sparsity_api.prune_low_magnitude(layer, pruning_schedule=schedule)
-        kernel_in = layer.get_weights()[0].shape[-2]
-        if kernel_in % m_by_n[1]:
-            return layer
-        return sparsity_api.prune_low_magnitude(layer, pruning_schedule=schedule,
-                                                sparsity_m_by_n=tuple(m_by_n))
-
+def _fit_wrapped(model, data: Dataset, wrap, epochs: int, lr: float, seed: int,
+                 batch_size: int):
+    sparsity_api = kb.load_tfmot().sparsity.keras
     with kb._quiet_stderr():
         wrapped = tf_keras.models.clone_model(_copy(model), clone_function=wrap)
     _compile_fit(wrapped, data.x_train, data.y_train, _ce(), epochs, lr, seed, batch_size,
                  [sparsity_api.UpdatePruningStep()])
     return sparsity_api.strip_pruning(wrapped)
+
+
+def _prunable(layer) -> bool:
+    return isinstance(layer, tf_keras.layers.Conv2D | tf_keras.layers.Dense)
+
+
+def fit_pruned(model, data: Dataset, sparsity: float = 0.8, epochs: int = 2, lr: float = 1e-3,
+               seed: int = 0, frequency: int | None = None, batch_size: int = 64):
+    """Prune ``model`` (a copy) to ``sparsity`` while fine-tuning; return the stripped model.
+
+    Every Conv2D and Dense layer is wrapped with ``prune_low_magnitude`` and the schedule of
+    ``pruning_schedule``: the sparsity ramps up over the first half of the run.
+    """
+    prune = kb.load_tfmot().sparsity.keras.prune_low_magnitude
+    total = epochs * _steps_per_epoch(data, batch_size)
+    schedule = pruning_schedule(sparsity, total, frequency)
+    return _fit_wrapped(model, data, lambda layer: prune(layer, pruning_schedule=schedule)
+                        if _prunable(layer) else layer, epochs, lr, seed, batch_size)
+
+
+def fit_m_by_n(model, data: Dataset, m_by_n: tuple[int, int] = (2, 4), epochs: int = 2,
+               lr: float = 1e-3, seed: int = 0, batch_size: int = 64):
+    """Prune ``model`` (a copy) to ``m`` zeros in every ``n`` input channels, then fine-tune.
+
+    tfmot's ``sparsity_m_by_n`` takes no schedule into account: ``Pruning.
+    conditional_mask_update`` (``pruning_impl.py``) updates an m-by-n mask only at step 1, from
+    the weights as they are then, and keeps it for the rest of the run (one shot, no ramp). The
+    layers whose input channels do not come in groups of ``n`` (the first conv, with one input
+    channel) are left unwrapped and dense: the course's choice. (tfmot 0.8.1 itself leaves such
+    a layer dense without a word, though its docstring says that it raises.)
+    """
+    if (not isinstance(m_by_n, tuple) or len(m_by_n) != 2
+            or not all(isinstance(v, int) and v > 0 for v in m_by_n) or m_by_n[0] >= m_by_n[1]):
+        raise ValueError(f"m_by_n must be a tuple (m, n) of positive integers with m < n, such "
+                         f"as (2, 4); got {m_by_n!r}.")
+    prune = kb.load_tfmot().sparsity.keras.prune_low_magnitude
+
+    def wrap(layer):
+        if not _prunable(layer) or layer.get_weights()[0].shape[-2] % m_by_n[1]:
+            return layer
+        return prune(layer, sparsity_m_by_n=m_by_n)
+
+    return _fit_wrapped(model, data, wrap, epochs, lr, seed, batch_size)
 
 
 def fit_clustered(model, data: Dataset, clusters: int = 16, epochs: int = 1, lr: float = 1e-4,
@@ -164,12 +189,52 @@ def fit_collaborative(model, data: Dataset, scheme: str, epochs: int = 1, lr: fl
     return _compile_fit(qat, data.x_train, data.y_train, _ce(), epochs, lr, seed, batch_size)
 
 
-def student_cnn_keras(channels: tuple[int, int] = (4, 8)):
+def convert_sparse(model, mode: str = "float", representative_data=None) -> bytes:
+    """Convert like ``tl.tflite_bridge.convert``, adding ``tf.lite.Optimize.EXPERIMENTAL_SPARSITY``.
+
+    With that flag the converter stores weight tensors with enough zeros in LiteRT's sparse
+    format (the values that are not zero, and their indices) instead of dense. ``mode`` is
+    ``"float"`` or ``"integer_only"`` (int8 weights and activations, int8 input and output,
+    calibrated on ``representative_data``).
+    """
+    if mode not in ("float", "integer_only"):
+        raise ValueError(f"mode must be 'float' or 'integer_only'; got {mode!r}.")
+    converter = kb._keras_converter(model)
+    converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+    if mode == "integer_only":
+        if representative_data is None or len(representative_data) == 0:
+            raise ValueError("mode 'integer_only' needs representative_data: a few hundred "
+                             "typical inputs, e.g. data.x_train[:100].")
+        samples = np.asarray(representative_data, dtype=np.float32)[:100]
+        converter.optimizations.insert(0, tf.lite.Optimize.DEFAULT)
+        converter.representative_dataset = lambda: ([s[None]] for s in samples)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    return kb.run_converter(converter)
+
+
+def xnnpack_refusal(model_content: bytes) -> str | None:
+    """None if LiteRT's default interpreter (with the XNNPACK delegate) accepts the file, else
+    the first words of the error it raises, the delegate's log kept out of the notebook."""
+    with kb._quiet_stderr():
+        try:
+            kb.interpreter(model_content)
+        except RuntimeError as err:
+            return str(err).split(" node")[0].split("Node")[0].strip()
+    return None
+
+
+def student_cnn_keras(channels: tuple[int, int] = (4, 8), seed: int | None = None):
     """A small student for the 32x32 digits: two conv+ReLU+pool blocks and one Dense layer.
 
     conv3x3 (4) -> maxpool 4 -> conv3x3 (8) -> maxpool 2 -> flatten (128) -> Dense(10):
-    1,626 parameters, about 1% of the course CNN's.
+    1,626 parameters, about 1% of the course CNN's. ``seed`` fixes the initial weights
+    (``tf_keras.utils.set_random_seed`` before the layers are built): without it they depend on
+    whatever drew random numbers before, so a student would change with the cells above it.
     """
+    if seed is not None:
+        tf_keras.utils.set_random_seed(seed)
     layers = tf_keras.layers
     return tf_keras.Sequential([
         layers.Input((32, 32, 1), name="image"),
@@ -222,6 +287,19 @@ def fit_distilled(student, x, y, teacher_logits, temperature: float = 4.0, alpha
                         batch_size)
 
 
+def _int8_weights(model_content: bytes):
+    """(short layer name, tensor) for the int8 weight tensors (rank 2 or more) of a .tflite file."""
+    from tutorial_lib.tflite_file import read
+
+    for t in read(model_content).tensors:
+        if t.data is None or t.dtype is not np.int8 or t.data.ndim < 2:
+            continue
+        parts = [p for p in t.name.replace(";", "/").split("/") if p]
+        short = next((p.removeprefix("quant_") for p in parts
+                      if p.removeprefix("quant_").startswith(("conv", "fc"))), t.name)
+        yield short, t
+
+
 def int8_kernels(model_content: bytes) -> dict[str, np.ndarray]:
     """The int8 weight tensors (rank 2 or more) of a .tflite file, read from its bytes.
 
@@ -229,17 +307,13 @@ def int8_kernels(model_content: bytes) -> dict[str, np.ndarray]:
     ``/<layer>/``; TFLite keeps kernels output-channel first: OHWI for convs, (out, in) for
     fully connected layers.
     """
-    from tutorial_lib.tflite_file import read
+    return {name: t.data for name, t in _int8_weights(model_content)}
 
-    found = {}
-    for t in read(model_content).tensors:
-        if t.data is None or t.dtype is not np.int8 or t.data.ndim < 2:
-            continue
-        parts = [p for p in t.name.replace(";", "/").split("/") if p]
-        short = next((p.removeprefix("quant_") for p in parts
-                      if p.removeprefix("quant_").startswith(("conv", "fc"))), t.name)
-        found[short] = t.data
-    return found
+
+def int8_scales(model_content: bytes) -> dict[str, float | np.ndarray]:
+    """The scales of the same tensors as ``int8_kernels``: one per output channel (an array) or
+    one for the tensor (a float), as the converter chose."""
+    return {name: t.scale for name, t in _int8_weights(model_content)}
 
 
 def kernel_values(model) -> dict[str, np.ndarray]:

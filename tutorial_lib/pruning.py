@@ -6,12 +6,19 @@ is ``w * mask``. The masks here are float32, as ``torch.nn.utils.prune`` keeps t
 
 - ``magnitude_mask``: unstructured, per tensor: remove the ``round(sparsity * w.size)`` weights
   of smallest ``|w|`` (``torch.nn.utils.prune.l1_unstructured``);
-- ``global_masks``: one threshold over several tensors (``prune.global_unstructured``): layers
-  with many small weights lose more than others;
-- ``channel_mask``: structured: remove whole output channels of smallest L2 norm
-  (``prune.ln_structured(..., n=2, dim=0)``);
+- ``global_masks``: one threshold over a model's weights (``prune.global_unstructured``):
+  layers with many small weights lose more than others; biases are left alone;
+- ``channel_mask``: structured: remove whole output channels, those of smallest L2 norm
+  (``prune.ln_structured(..., n=2, dim=0)``) or of smallest ``scores``, such as the |gamma| of
+  the BatchNorm that follows the layer (Network Slimming, Liu et al. 2017);
 - ``m_by_n_mask``: semi-structured: in every ``n`` consecutive weights along the input axis, the
-  ``m`` smallest go (2:4 is what tfmot's ``sparsity_m_by_n=(2, 4)`` and sparse GPU kernels use).
+  ``m`` smallest go (2:4 is what tfmot's ``sparsity_m_by_n=(2, 4)`` and sparse GPU kernels use);
+- ``choose_sparsities`` and ``choice_margins``: per-layer sparsities from a sensitivity scan,
+  and how many images away from changing each choice was.
+
+Ties between equal magnitudes are broken by position, the first in C order going first: the
+course's convention. ``torch.nn.utils.prune`` picks among ties with ``torch.topk``, whose order
+among equal values is unspecified, so on tied weights its mask may differ from these.
 
 Zeros in a dense tensor save nothing by themselves: the file and the arithmetic are as large as
 before. They save bytes once the file is compressed (``zipped_bytes``) or stored in a sparse
@@ -22,14 +29,14 @@ from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 
 from tutorial_lib._validate import as_finite_float32
 
 __all__ = ["magnitude_mask", "global_masks", "channel_mask", "m_by_n_mask", "sparsity",
-           "choose_sparsities", "zipped_bytes"]
+           "choose_sparsities", "choice_margins", "zipped_bytes"]
 
 
 def _check_sparsity(sparsity) -> float:
@@ -48,8 +55,9 @@ def _n_pruned(sparsity: float, n: int) -> int:
 def magnitude_mask(w, sparsity: float, axis: int | None = None) -> np.ndarray:
     """Float32 mask that removes the ``round(sparsity * w.size)`` weights of smallest ``|w|``.
 
-    Equal to the ``weight_mask`` of ``torch.nn.utils.prune.l1_unstructured(module, "weight",
-    amount=sparsity)`` (ties between equal magnitudes: the first in C order goes first). With
+    The ``weight_mask`` of ``torch.nn.utils.prune.l1_unstructured(module, "weight",
+    amount=sparsity)`` wherever the magnitudes are distinct; among equal magnitudes the first in
+    C order goes first (the course's convention: torch's order among ties is unspecified). With
     ``axis``, every slice along it (an output channel with ``axis=0``) loses its own
     ``round(sparsity * slice.size)`` smallest, so all channels end with the same sparsity.
 
@@ -72,40 +80,62 @@ def magnitude_mask(w, sparsity: float, axis: int | None = None) -> np.ndarray:
     return mask.reshape(w.shape)
 
 
-def global_masks(weights: Sequence, sparsity: float) -> list[np.ndarray]:
-    """Masks for several tensors with one magnitude threshold: ``round(sparsity * total)`` go.
+def global_masks(params: Mapping[str, np.ndarray], sparsity: float) -> dict[str, np.ndarray]:
+    """Masks for a model's weights with one magnitude threshold: ``round(sparsity * total)`` go.
 
-    As ``torch.nn.utils.prune.global_unstructured(..., pruning_method=prune.L1Unstructured)``:
-    the smallest weights of all tensors together are removed, so each tensor ends with its own
-    sparsity.
+    ``params`` maps names to arrays, as a state dict does. Only the tensors of 2 or more
+    dimensions are pruned (conv kernels, linear weights); biases and BatchNorm's vectors are
+    1-D, few, and each shifts a whole channel, so they are left alone and get no mask. As
+    ``torch.nn.utils.prune.global_unstructured(..., pruning_method=prune.L1Unstructured)`` over
+    the layers' weights: the smallest weights of all tensors together are removed, so each
+    tensor ends with its own sparsity (ties: the first in the dict's order, then C order).
 
-    >>> [m.tolist() for m in global_masks([[0.1, 0.2], [3.0, 0.3, 4.0, 5.0]], 0.5)]
-    [[0.0, 0.0], [1.0, 0.0, 1.0, 1.0]]
+    >>> masks = global_masks({"a.weight": [[0.1, 0.2]], "a.bias": [9.0],
+    ...                       "b.weight": [[3.0, 0.3], [4.0, 5.0]]}, 0.5)
+    >>> {name: m.tolist() for name, m in masks.items()}
+    {'a.weight': [[0.0, 0.0]], 'b.weight': [[1.0, 0.0], [1.0, 1.0]]}
     """
-    if isinstance(weights, np.ndarray) or not isinstance(weights, Sequence) or not weights:
-        raise ValueError("weights must be a non-empty list of arrays, one per layer; to prune "
-                         "one tensor use magnitude_mask.")
-    arrays = [as_finite_float32(w, f"weights[{i}]") for i, w in enumerate(weights)]
-    flat = magnitude_mask(np.concatenate([a.ravel() for a in arrays]), sparsity)
-    ends = np.cumsum([a.size for a in arrays])[:-1]
-    return [m.reshape(a.shape) for m, a in zip(np.split(flat, ends), arrays, strict=True)]
+    if not isinstance(params, Mapping):
+        raise ValueError("params must be a dict {name: array}, as a state dict is (e.g. "
+                         "{n: t.numpy() for n, t in model.state_dict().items()}).")
+    arrays = {n: as_finite_float32(a, f"params[{n!r}]") for n, a in params.items()}
+    arrays = {n: a for n, a in arrays.items() if a.ndim >= 2}
+    if not arrays:
+        raise ValueError("params holds no tensor of 2 or more dimensions: nothing to prune "
+                         "(biases and BatchNorm vectors are left alone).")
+    flat = magnitude_mask(np.concatenate([a.ravel() for a in arrays.values()]), sparsity)
+    ends = np.cumsum([a.size for a in arrays.values()])[:-1]
+    return {n: m.reshape(a.shape) for (n, a), m in zip(arrays.items(), np.split(flat, ends),
+                                                      strict=True)}
 
 
-def channel_mask(w, sparsity: float, axis: int = 0) -> np.ndarray:
-    """Mask that removes the ``round(sparsity * w.shape[axis])`` slices of smallest L2 norm.
+def channel_mask(w, sparsity: float, axis: int = 0, scores=None) -> np.ndarray:
+    """Mask that removes the ``round(sparsity * w.shape[axis])`` slices of lowest score.
 
-    ``axis=0`` is PyTorch's output channel (``prune.ln_structured(module, "weight",
-    amount=sparsity, n=2, dim=0)``); Keras kernels keep output channels last (``axis=-1``).
+    By default a slice's score is its L2 norm: with ``axis=0``, PyTorch's output channel, that
+    is ``prune.ln_structured(module, "weight", amount=sparsity, n=2, dim=0)``; Keras kernels
+    keep output channels last (``axis=-1``). ``scores`` (one per slice) replaces the norm: after
+    a BatchNorm, which divides the channel by its standard deviation whatever the kernel's
+    scale, the BatchNorm's ``|gamma|`` says more about the channel than its kernel does.
 
     >>> channel_mask([[3.0, 4.0], [0.1, 0.1], [1.0, 0.0]], 1 / 3).tolist()
     [[1.0, 1.0], [0.0, 0.0], [1.0, 1.0]]
+    >>> channel_mask([[3.0, 4.0], [0.1, 0.1], [1.0, 0.0]], 1 / 3, scores=[0.2, 0.9, 0.5]).tolist()
+    [[0.0, 0.0], [1.0, 1.0], [1.0, 1.0]]
     """
     w = as_finite_float32(w, "w")
     if isinstance(axis, bool) or not isinstance(axis, int) or not -w.ndim <= axis < w.ndim:
         raise ValueError(f"axis must be an integer axis of w (shape {w.shape}); got {axis!r}.")
-    moved = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1).astype(np.float64)
-    norms = np.sqrt(np.sum(moved**2, axis=1))
-    keep = magnitude_mask(norms, sparsity)
+    if scores is None:
+        moved = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1).astype(np.float64)
+        scores = np.sqrt(np.sum(moved**2, axis=1))
+    else:
+        scores = as_finite_float32(scores, "scores")
+        if scores.shape != (w.shape[axis],):
+            raise ValueError(f"scores must hold one value per slice along axis {axis}: shape "
+                             f"({w.shape[axis]},); got {scores.shape}.")
+        scores = np.abs(scores)  # a score ranks by size: |gamma|, not gamma
+    keep = magnitude_mask(scores, sparsity)
     shape = [1] * w.ndim
     shape[axis] = w.shape[axis]
     return np.broadcast_to(keep.reshape(shape), w.shape).astype(np.float32)
@@ -174,6 +204,34 @@ def choose_sparsities(scan: Mapping[str, Mapping[float, float]], base_accuracy: 
             best = float(s)
         chosen[layer] = best
     return chosen
+
+
+def choice_margins(scan: Mapping[str, Mapping[float, float]], base_accuracy: float,
+                   max_drop: float, n_images: int) -> dict[str, float]:
+    """How many images each layer's ``choose_sparsities`` choice is away from changing.
+
+    The choice of a layer rests on every scanned sparsity up to the chosen one (each lost at
+    most ``max_drop``) and on the next one (which lost more). For each of those, the distance
+    in images between what it lost and the limit ``max_drop * n_images``; the margin is the
+    smallest. A margin above 1 means that one image changing class (as a float kernel of another
+    CPU may make it) cannot change the choice.
+
+    >>> choice_margins({"fc1": {0.5: 0.99, 0.9: 0.97}}, 1.0, 0.02, n_images=100)
+    {'fc1': 1.0}
+    """
+    if isinstance(n_images, bool) or not isinstance(n_images, int | np.integer) or n_images < 1:
+        raise ValueError(f"n_images must be the number of images the scan was measured on; got "
+                         f"{n_images!r}.")
+    chosen = choose_sparsities(scan, base_accuracy, max_drop)
+    limit = max_drop * n_images
+    margins = {}
+    for layer, results in scan.items():
+        ordered = sorted(results)
+        relevant = [s for s in ordered if s <= chosen[layer]] + \
+            [s for s in ordered if s > chosen[layer]][:1]
+        lost = [(base_accuracy - results[s]) * n_images for s in relevant]
+        margins[layer] = round(min(abs(v - limit) for v in lost), 6)
+    return margins
 
 
 def zipped_bytes(content: bytes, name: str = "model") -> int:

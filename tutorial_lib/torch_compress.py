@@ -8,6 +8,12 @@ The masks come from ``torch.nn.utils.prune`` (tested against the numpy masks of
 - removing whole output channels (structured pruning) gives a model that is really smaller and
   faster, but only once the channels are cut out: ``remove_zero_channels`` builds that smaller
   CNN, with the same outputs.
+
+Which channels to remove: every conv of the course CNN is followed by a BatchNorm, which divides
+the conv's output by its standard deviation, so the kernel's own size (the L2 norm that
+``prune.ln_structured`` ranks by) cancels out; what is left of a channel after BatchNorm has
+standard deviation ``|gamma|``. ``prune_channels`` ranks by that by default (Network Slimming,
+Liu et al. 2017).
 """
 
 from __future__ import annotations
@@ -26,9 +32,11 @@ with quiet_stderr():
 
 from tutorial_lib import torch_bridge
 from tutorial_lib.data import Dataset
+from tutorial_lib.pruning import channel_mask
 
-__all__ = ["prune_magnitude", "prune_global", "prune_channels", "masks", "make_permanent",
-           "remove_zero_channels", "sensitivity_scan", "finetune_pruned", "weight_sparsity"]
+__all__ = ["prune_magnitude", "prune_global", "prune_channels", "CRITERIA", "masks",
+           "make_permanent", "remove_zero_channels", "sensitivity_scan", "finetune_pruned",
+           "weight_sparsity", "pruned_weights"]
 
 _CONVS = ("conv1", "conv2", "conv3")
 
@@ -63,23 +71,44 @@ def prune_global(model: nn.Module, layers: Sequence[str], sparsity: float) -> nn
     return model
 
 
-def prune_channels(model: nn.Module, sparsities: Mapping[str, float]) -> nn.Module:
+CRITERIA = ("bn_gamma", "l2", "random")
+
+
+def prune_channels(model: nn.Module, sparsities: Mapping[str, float], criterion: str = "bn_gamma",
+                   seed: int = 0) -> nn.Module:
     """A copy of the course CNN with whole output channels of its convolutions removed.
 
-    Each named conv gets ``prune.ln_structured(n=2, dim=0)`` (the channels of smallest L2 norm),
-    made permanent; the pruned channels' bias and their BatchNorm's weight and bias are zeroed
-    too, so that the channel's output is exactly 0 after BatchNorm and ReLU, as if the channel
-    were gone. (With only the weight zeroed, the channel would still send a constant, its
-    bias through BatchNorm, to the next layer.)
+    Each named conv loses ``round(sparsity * channels)`` output channels, those of lowest score:
+
+    - ``"bn_gamma"``: the ``|gamma|`` of the BatchNorm after the conv (the spread of the
+      channel's output; ``prune.custom_from_mask`` with ``tl.pruning.channel_mask(...,
+      scores=gamma)``);
+    - ``"l2"``: the L2 norm of the channel's kernel (``prune.ln_structured(n=2, dim=0)``);
+    - ``"random"``: random scores drawn with ``seed``, the baseline any criterion must beat.
+
+    The masks are made permanent, and the pruned channels' bias and their BatchNorm's weight and
+    bias are zeroed too, so that the channel's output is exactly 0 after BatchNorm and ReLU, as
+    if the channel were gone. (With only the weight zeroed, the channel would still send a
+    constant, its bias through BatchNorm, to the next layer.)
     """
     bad = [n for n in sparsities if n not in _CONVS]
     if bad:
         raise ValueError(f"prune_channels works on the course CNN's convolutions {_CONVS}; got "
                          f"{bad}.")
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion must be one of {CRITERIA}; got {criterion!r}.")
+    rng = np.random.default_rng(seed)
     model = copy.deepcopy(model)
     for name in sparsities:
         conv, bn = getattr(model, name), getattr(model, "bn" + name[-1])
-        prune.ln_structured(conv, "weight", amount=float(sparsities[name]), n=2, dim=0)
+        amount = float(sparsities[name])
+        if criterion == "l2":
+            prune.ln_structured(conv, "weight", amount=amount, n=2, dim=0)
+        else:
+            scores = (bn.weight.detach().numpy() if criterion == "bn_gamma"
+                      else rng.random(conv.out_channels))
+            mask = channel_mask(conv.weight.detach().numpy(), amount, axis=0, scores=scores)
+            prune.custom_from_mask(conv, "weight", torch.from_numpy(mask))
         prune.remove(conv, "weight")
         gone = conv.weight.detach().flatten(1).abs().sum(dim=1) == 0
         with torch.no_grad():
@@ -100,6 +129,17 @@ def make_permanent(model: nn.Module) -> nn.Module:
         if hasattr(module, "weight_mask"):
             prune.remove(module, "weight")
     return model
+
+
+def _weights(model: nn.Module) -> list[torch.Tensor]:
+    return [m.weight for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+
+
+def pruned_weights(dense: nn.Module, pruned: nn.Module) -> int:
+    """How many of ``dense``'s conv and linear weights ``pruned`` no longer has: its zeros and
+    the weights of removed channels alike (divide by the dense count for the share)."""
+    return (sum(w.numel() for w in _weights(dense))
+            - sum(int((w != 0).sum()) for w in _weights(pruned)))
 
 
 def weight_sparsity(model: nn.Module) -> dict[str, float]:
@@ -146,18 +186,23 @@ def remove_zero_channels(model: nn.Module) -> nn.Module:
     return model.eval()
 
 
-def sensitivity_scan(model: nn.Module, data: Dataset, layers: Sequence[str],
+def sensitivity_scan(model: nn.Module, x, y, layers: Sequence[str],
                      sparsities: Sequence[float]) -> dict[str, dict[float, float]]:
-    """Test accuracy with one layer at a time pruned (magnitude, no fine-tuning).
+    """Accuracy on images ``x`` (labels ``y``) with one layer at a time pruned by magnitude.
 
     Returns ``{layer: {sparsity: accuracy}}``, the input of ``tl.pruning.choose_sparsities``.
+    Pass validation images, not the test set: the sparsities chosen from the scan are then
+    reported on test images that played no part in choosing them.
     """
+    if len(x) != len(y):
+        raise ValueError(f"need one label per image: {len(x)} images, {len(y)} labels. Pass the "
+                         "validation images and labels, e.g. from tl.data.validation_split.")
     scan: dict[str, dict[float, float]] = {}
     for name in layers:
         scan[name] = {}
         for s in sparsities:
             pruned = prune_magnitude(model, {name: s})
-            scan[name][float(s)] = torch_bridge.accuracy(pruned, data.x_test, data.y_test)
+            scan[name][float(s)] = torch_bridge.accuracy(pruned, x, y)
     return scan
 
 

@@ -35,6 +35,8 @@ from tutorial_lib.checks.compression import (
     check_clustered_bytes,
     check_global_masks,
     check_kd_loss,
+    check_kmeans_step,
+    check_m_by_n_mask,
     check_magnitude_mask,
 )
 from tutorial_lib.checks.debug import (
@@ -122,7 +124,7 @@ __all__ = [
     "check_annotate_except",
     # lesson 09: pruning, clustering, distillation
     "check_magnitude_mask", "check_global_masks", "check_assign_clusters", "check_kd_loss",
-    "check_clustered_bytes",
+    "check_clustered_bytes", "check_m_by_n_mask", "check_kmeans_step",
     # lesson 10: weight-only quantization of language models
     "check_unpack_q4_1", "check_w8a16_forward", "check_int4_groups", "check_salient_channels",
     "check_perplexity",
