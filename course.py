@@ -29,6 +29,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path, PurePath
 
@@ -96,6 +97,10 @@ SYSTEMS = {
 
 TEST_STEPS = ("lint", "test-lib", "test-browser", "test-notebooks", "test-exercises",
               "test-other-cpu", "test-arm-engine")
+# Minutes each step takes alone on a 2-core machine: when steps run side by side (test --jobs),
+# the longest start first. lint always runs first, alone: it takes seconds and catches most slips.
+STEP_MINUTES = {"test-notebooks": 11, "test-other-cpu": 11, "test-lib": 6,
+                "test-arm-engine": 4, "test-exercises": 2, "test-browser": 1, "lint": 0.1}
 
 
 class CourseError(Exception):
@@ -666,9 +671,33 @@ def verb_step(course, args, extra):
     course.passed(f"{args.verb} passed in {fmt_duration(time.monotonic() - started)}.")
 
 
+def default_jobs() -> int:
+    """Steps side by side in `course.py test`: two where there are two cores or more."""
+    return 2 if (os.cpu_count() or 1) >= 2 else 1
+
+
 def verb_test(course, args, extra):
     course.ensure_env()
-    started, times = time.monotonic(), []
+    jobs = default_jobs() if args.jobs is None else args.jobs
+    if jobs < 1:
+        raise CourseError(f"--jobs must be 1 or more; got {jobs}. 1 runs the steps one after "
+                          "another, 2 runs two side by side.")
+    started = time.monotonic()
+    if jobs == 1:
+        times = run_steps_in_order(course)
+    else:
+        times = run_steps_side_by_side(course, jobs)
+    each = ", ".join(f"{step} {fmt_duration(t)}" for step, t in times)
+    course.passed(f"All course tests passed: {len(times)} steps in "
+                  f"{fmt_duration(time.monotonic() - started)} ({each}).")
+    if jobs > 1 and not course.dry_run:
+        course.say(f"The steps ran {jobs} at a time, so each notebook's time above includes "
+                   "sharing the CPU. A notebook's own time, against its budget: python course.py "
+                   "lesson NN (or test --jobs 1).")
+
+
+def run_steps_in_order(course) -> list:
+    times = []
     for index, step in enumerate(TEST_STEPS, 1):
         course.say(f"== {step} ({index}/{len(TEST_STEPS)}) ==")
         step_started = time.monotonic()
@@ -682,9 +711,92 @@ def verb_test(course, args, extra):
         times.append((step, time.monotonic() - step_started))
         if not course.dry_run:
             course.say(f"{step} passed in {fmt_duration(times[-1][1])}.")
-    each = ", ".join(f"{step} {fmt_duration(t)}" for step, t in times)
-    course.passed(f"All course tests passed: {len(times)} steps in "
-                  f"{fmt_duration(time.monotonic() - started)} ({each}).")
+    return times
+
+
+def run_steps_side_by_side(course, jobs: int) -> list:
+    """lint first, then the other steps `jobs` at a time, the longest first. Each step's output
+    goes to a file and is printed whole when the step ends, so that steps do not interleave. A
+    failed step stops new ones from starting; the running ones finish, then it is reported."""
+    course.say(f"== lint (1/{len(TEST_STEPS)}) ==")
+    lint_started = time.monotonic()
+    run_step(course, "lint")
+    times = [("lint", time.monotonic() - lint_started)]
+    if not course.dry_run:
+        course.say(f"lint passed in {fmt_duration(times[0][1])}.")
+    queue = sorted((s for s in TEST_STEPS if s != "lint"), key=lambda s: -STEP_MINUTES[s])
+    course.say(f"== the other {len(queue)} steps, {jobs} at a time: {', '.join(queue)} ==")
+    if course.dry_run:
+        for step in queue:
+            for argv, env in step_commands(step, course.py):
+                course.say(show_command(argv, env))
+        return times
+    lock, failed, procs = threading.Lock(), [], set()
+    logs = Path(tempfile.mkdtemp(prefix="course-test-"))
+
+    def stop(*_signal):
+        with lock:
+            queue.clear()
+            for proc in procs:
+                proc.terminate()
+
+    def run(step):
+        step_started, code = time.monotonic(), 0
+        log = logs / f"{step}.log"
+        with open(log, "w", encoding="utf-8", errors="replace") as out:
+            for argv, env in step_commands(step, course.py):
+                out.write("> " + show_command(argv, env) + "\n")
+                out.flush()
+                proc = subprocess.Popen([str(a) for a in argv], cwd=str(ROOT), stdout=out,
+                                        stderr=subprocess.STDOUT,
+                                        env=dict(os.environ, **(env or {})))
+                with lock:
+                    procs.add(proc)
+                code = proc.wait()
+                with lock:
+                    procs.discard(proc)
+                if code != 0:
+                    break
+        took = time.monotonic() - step_started
+        with lock:
+            course.say(f"== {step} ==")
+            course.say(log.read_text(encoding="utf-8", errors="replace").rstrip())
+            if code == 0:
+                times.append((step, took))
+                course.say(f"{step} passed in {fmt_duration(took)}.")
+            else:
+                failed.append(step)
+                course.say(f"{step} FAILED (exit {code}) after {fmt_duration(took)}; the steps "
+                           "still running finish, no new one starts.")
+
+    def worker():
+        while True:
+            with lock:
+                if failed or not queue:
+                    return
+                step = queue.pop(0)
+                course.say(f"-- {step} started")
+            run(step)
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(jobs)]
+    forward = signal.signal(signal.SIGTERM, stop)
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.5)
+    except KeyboardInterrupt:
+        stop()
+        raise CourseError("interrupted: the running steps were stopped.", code=130) from None
+    finally:
+        signal.signal(signal.SIGTERM, forward)
+        shutil.rmtree(str(logs), ignore_errors=True)
+    if failed:
+        raise CourseError(f"{', '.join(failed)} failed (its messages are above). Fix what it "
+                          f"reports, then run that step alone: python course.py {failed[0]}",
+                          code=1)
+    return times
 
 
 def verb_lesson(course, args, extra):
@@ -843,8 +955,12 @@ def build_parser() -> argparse.ArgumentParser:
                 "date; lab, test, lesson and grade do it too")
     verb("lab", "open the course in JupyterLab at lesson 00; options after -- go to jupyter lab, "
                 "e.g.: python course.py lab -- --no-browser --ip=127.0.0.1 --port=8888")
-    verb("test", f"every test, in order: {', '.join(TEST_STEPS)}; each step's time and a "
-                 "closing line")
+    test = verb("test", f"every test: {', '.join(TEST_STEPS)}; lint first, then the others two at "
+                        "a time on a machine with two cores or more; each step's time and a "
+                        "closing line")
+    test.add_argument("--jobs", type=int, metavar="N",
+                      help="steps side by side after lint (default: 2 with two cores or more, "
+                           "else 1; 1 runs them one after another, in the order above)")
     lesson = verb("lesson", "one lesson: its notebook and solution strictly, its exercise "
                             f"laxly; lessons {' and '.join(ARM_ENGINE_LESSONS)} run once more "
                             "with TL_QUANTIZED_ENGINE=qnnpack (PyTorch's ARM int8 engine)")

@@ -303,18 +303,65 @@ def test_test_runs_every_step_in_order_and_names_the_one_that_failed(monkeypatch
 
     monkeypatch.setattr(course.Course, "ensure_env", lambda self: False)
     monkeypatch.setattr(course, "run_step", run_step)
-    code, _, err = run_main(capsys, "test", "--venv", tmp_path / "v")
+    code, _, err = run_main(capsys, "test", "--jobs", "1", "--venv", tmp_path / "v")
     assert code == 1 and ran == list(course.TEST_STEPS[:4])
     assert "step 4 of 7" in err and "python course.py test-notebooks" in err
 
     monkeypatch.setattr(course, "run_step", lambda _course, step, extra=(): ran.append(step))
     ran.clear()
-    code, out, _ = run_main(capsys, "test", "--venv", tmp_path / "v")
+    code, out, _ = run_main(capsys, "test", "--jobs", "1", "--venv", tmp_path / "v")
     assert code == 0 and ran == list(course.TEST_STEPS) == [
         "lint", "test-lib", "test-browser", "test-notebooks", "test-exercises", "test-other-cpu",
         "test-arm-engine"]
     assert out.splitlines()[-1].startswith("All course tests passed: 7 steps in ")
     assert "test-arm-engine passed in" in out
+
+
+def fake_steps(monkeypatch, seconds, fail=(), clock=None):
+    """Each step becomes one Python command that prints its name, sleeps, and fails if told;
+    with ``clock`` (a folder), it writes when it started and ended there."""
+    def step_commands(step, py, extra=()):
+        note = (f"open({str(clock / step)!r}, 'a').write(f'{{time.time()}}\\n');"
+                if clock else "")
+        code = (f"import sys, time; {note} print('output of {step}'); "
+                f"time.sleep({seconds.get(step, 0)}); {note} sys.exit({1 if step in fail else 0})")
+        return [([sys.executable, "-c", code], None)]
+
+    monkeypatch.setattr(course.Course, "ensure_env", lambda self: False)
+    monkeypatch.setattr(course, "step_commands", step_commands)
+
+
+def test_test_runs_steps_two_at_a_time_after_lint(monkeypatch, capsys, tmp_path):
+    fake_steps(monkeypatch, {"test-notebooks": 1.0, "test-other-cpu": 1.0}, clock=tmp_path)
+    code, out, _ = run_main(capsys, "test", "--jobs", "2", "--venv", tmp_path / "v")
+    assert code == 0
+    spans = {step: [float(t) for t in (tmp_path / step).read_text().split()]
+             for step in course.TEST_STEPS}
+    assert spans["lint"][1] < min(spans[step][0] for step in course.TEST_STEPS[1:])
+    (a0, a1), (b0, b1) = spans["test-notebooks"], spans["test-other-cpu"]
+    assert a0 < b1 and b0 < a1  # the two long steps ran at the same time
+    lines = out.splitlines()
+    assert lines.index("== lint (1/7) ==") < lines.index("-- test-notebooks started")
+    # the longest first; each step's output printed whole, under its name, when it ends
+    assert lines.index("-- test-notebooks started") < lines.index("-- test-other-cpu started") < \
+        lines.index("-- test-lib started")
+    for step in course.TEST_STEPS[1:]:
+        assert lines[lines.index(f"== {step} ==") + 2] == f"output of {step}"
+        assert any(line.startswith(f"{step} passed in ") for line in lines)
+    assert "All course tests passed: 7 steps in " in out and "ran 2 at a time" in out
+
+
+def test_a_failed_step_stops_new_ones_and_is_named(monkeypatch, capsys, tmp_path):
+    fake_steps(monkeypatch, {"test-notebooks": 0.2, "test-other-cpu": 1.0},
+               fail={"test-notebooks"})
+    code, out, err = run_main(capsys, "test", "--jobs", "2", "--venv", tmp_path / "v")
+    assert code == 1 and "test-notebooks failed" in err
+    assert "python course.py test-notebooks" in err
+    assert "test-notebooks FAILED (exit 1)" in out
+    assert "test-other-cpu passed in" in out  # the running step finished
+    assert "-- test-lib started" not in out  # and no new one started
+    code, _, err = run_main(capsys, "test", "--jobs", "0", "--venv", tmp_path / "v")
+    assert code == 2 and "--jobs must be 1 or more" in err
 
 
 def test_only_lab_and_single_steps_take_options_after_the_double_dash(capsys, tmp_path):

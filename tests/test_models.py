@@ -85,14 +85,14 @@ def test_layer_table_and_counts():
     assert counts == [155786 + 4 * 112, 155786 + 2 * 112, 155786]
     with pytest.raises(ValueError, match="kind must be one of"):
         models.count_params("bytes")
-    with pytest.raises(ValueError, match="seed must be an integer"):
-        models.torch_cnn(seed="0")
 
 
 # --- PyTorch ------------------------------------------------------------------------------
 
 def test_torch_cnn_shapes_and_names(tb):
-    model = models.torch_cnn(trained=False)
+    with pytest.raises(ValueError, match="seed must be an integer"):
+        tb.torch_cnn(seed="0")
+    model = tb.torch_cnn(trained=False)
     assert isinstance(model, tb.CourseCNN)
     out = model(tb.torch.zeros(2, 1, 32, 32))
     assert tuple(out.shape) == (2, 10)
@@ -195,7 +195,7 @@ def test_tensorflow_import_and_training_write_nothing_to_stderr():
 
 
 def test_keras_cnn_shapes_names_and_params(kb):
-    model = models.keras_cnn(trained=False)
+    model = kb.keras_cnn(trained=False)
     assert model.input_shape == (None, 32, 32, 1)
     assert model(np.zeros((2, 32, 32, 1), np.float32)).shape == (2, 10)
     # Keras fuses relu4 into fc1 (Dense(128, activation="relu")); everything else matches.

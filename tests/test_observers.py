@@ -19,9 +19,6 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import entropy
-
-import tutorial_lib as tl
-from tutorial_lib import observers
 from tutorial_lib.observers import (
     EntropyObserver,
     MinMaxObserver,
@@ -29,6 +26,9 @@ from tutorial_lib.observers import (
     MSEObserver,
     PercentileObserver,
 )
+
+import tutorial_lib as tl
+from tutorial_lib import observers
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*quantiz.*deprecated:UserWarning")
 

@@ -223,8 +223,8 @@ def check_pt2e_keep_float(fn: Callable) -> CheckResult:
 
     import torch
 
-    from tutorial_lib import torch_bridge as tb
-    from tutorial_lib.data import load_digits
+    from tutorial_lib.bridges import torch_bridge as tb
+    from tutorial_lib.course.data import load_digits
 
     tb.load_quantization_apis()
     data = load_digits(size=32, layout="NCHW")

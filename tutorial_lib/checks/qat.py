@@ -195,7 +195,7 @@ def _qat_models() -> dict[str, Callable[[], Any]]:
     import torch
     from torch import nn
 
-    from tutorial_lib import qat
+    from tutorial_lib.bridges import qat
 
     def seq(*layers):
         torch.manual_seed(0)
@@ -230,7 +230,7 @@ def check_freeze_observers(fn: Callable[[Any], Any]) -> CheckResult:
     """
     import torch
 
-    from tutorial_lib import qat
+    from tutorial_lib.bridges import qat
 
     builders = _qat_models()
 

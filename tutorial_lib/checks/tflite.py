@@ -183,7 +183,7 @@ _MODE_TYPES = {
 def _file_types(model_content: bytes) -> dict:
     """The dtypes a .tflite file stores: input, output, and the conv/dense layers' weights,
     biases and activations (a float16 constant is read behind the DEQUANTIZE that expands it)."""
-    from tutorial_lib.tflite_file import read
+    from tutorial_lib.core.tflite_file import read
 
     graph = read(model_content)
     made_by = {out: op for op in graph.operators for out in op.outputs}
@@ -218,7 +218,7 @@ def check_converter_settings(fn: Callable) -> CheckResult:
     dense layer, both with over 1,024 weights so that dynamic range quantizes them) and reads the
     dtypes the file stores: input, output, weights, biases and the layers' activations.
     """
-    from tutorial_lib import tflite_bridge as tf_side
+    from tutorial_lib.bridges import tflite_bridge as tf_side
 
     keras = tf_side.tf_keras
     keras.utils.set_random_seed(0)

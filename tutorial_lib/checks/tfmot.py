@@ -153,8 +153,8 @@ def check_annotate_except(fn: Callable) -> CheckResult:
     """
     import warnings
 
-    from tutorial_lib import tflite_bridge as tf_side
-    from tutorial_lib._quiet import quiet_stderr
+    from tutorial_lib.bridges import tflite_bridge as tf_side
+    from tutorial_lib.course._quiet import quiet_stderr
 
     keras = tf_side.tf_keras
     keras_q = tf_side.load_tfmot().quantization.keras
