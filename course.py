@@ -601,7 +601,7 @@ def step_commands(step: str, py: str, extra=()) -> list:
                 ([py, "tools/make_exercises.py", "--check"], None),
                 ([py, "tools/readme_results.py", "--check"], None)]
     if step == "test-lib":
-        return [(pytest + ["tests", "tutorial_lib", "--doctest-modules",
+        return [(pytest + ["tests", "tutorial_lib", "--doctest-modules", "--durations=10",
                            "--ignore=tests/test_browser.py"] + extra, None)]
     if step == "test-browser":
         return [(pytest + ["-rs", "tests/test_browser.py"] + extra, None)]
