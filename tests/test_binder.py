@@ -33,7 +33,7 @@ def test_post_build_runs_course_pys_installs_with_the_cpu_build_of_torch():
              if line.startswith("pip install")]
     expected = course.pip_install_commands("python", torch="cpu")
     assert len(lines) == len(expected)
-    for line, command in zip(lines, expected):
+    for line, command in zip(lines, expected, strict=True):
         wanted = [a for a in command[3:] if a not in ("--quiet", "--disable-pip-version-check")]
         got = [a for a in line[1:] if a != "--no-cache-dir"]
         assert got == wanted, f"binder/postBuild: {shlex.join(line)}"
