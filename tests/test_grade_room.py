@@ -23,7 +23,7 @@ from tutorial_lib import grade
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = Path(tutorial_lib.__file__).resolve().parent
-LIMIT = 8  # seconds: the loop is stopped after this
+LIMIT = 6  # seconds of a notebook's cells: the loop is stopped after this
 
 RIGHT = """def quantize(x, scale, zero_point, quant_min, quant_max):
     q = np.round(np.asarray(x) / scale) + zero_point
@@ -78,7 +78,6 @@ def hostile_room(tmp_path_factory):
     exercise(room / "bob" / "02_affine_quantization.ipynb", WRONG)
     notebook(room / "carol" / "02_affine_quantization.ipynb", "while True:\n    pass")
     notebook(room / "dave" / "02_affine_quantization.ipynb", "import os\nos._exit(3)")
-    notebook(room / "erin" / "02_affine_quantization.ipynb", "raise ValueError('my bug')")
     notebook(room / "mallory" / "02_affine_quantization.ipynb",
              "import os, pathlib, tutorial_lib",
              "pathlib.Path(tutorial_lib.__file__).with_name('planted.py').write_text('x')",
@@ -114,15 +113,13 @@ def test_a_sandboxed_room_reports_every_hostile_notebook_and_nothing_outside_cha
     assert "cases right" in reasons(table, "bob") and "hint:" in reasons(table, "bob")
     assert result(table, "carol") == {("", "timed out")}
     assert result(table, "dave") == {("", "kernel died")}
-    assert result(table, "erin") == {("", "cell raised")}
-    assert "ValueError: my bug" in reasons(table, "erin")
     assert result(table, "frank") == {("", "not a notebook")}
     assert len([r for r in table if r["learner"] == "frank"]) == 2
     # mallory: the package is read-only (the cell raises), the course folder and the teacher's
     # home are out of sight (the writes land in a throwaway), her own home is reported
     mallory = reasons(table, "mallory")
     assert "Read-only file system" in mallory and "planted.py" in mallory
-    assert ("", "wrote outside its folder") in result(table, "mallory")
+    assert result(table, "mallory") == {("", "cell raised"), ("", "wrote outside its folder")}
     assert "~/planted.txt" in mallory
     assert not (PACKAGE / "planted.py").exists() and not (ROOT / "planted.txt").exists()
     assert after == before and set(os.listdir(ROOT)) == root_files
@@ -137,22 +134,21 @@ def test_without_a_sandbox_grading_warns_and_still_reports_and_contains_the_home
         hostile_room, monkeypatch):
     room, home = hostile_room
     small = room.parent / "small"
-    for learner in ("alice", "carol", "dave"):
+    for learner in ("carol", "dave"):
         (small / learner).mkdir(parents=True, exist_ok=True)
         (small / learner / "02_affine_quantization.ipynb").write_bytes(
             (room / learner / "02_affine_quantization.ipynb").read_bytes())
     notebook(small / "mallory" / "02_affine_quantization.ipynb",
              "import os, pathlib",
              "pathlib.Path(os.path.expanduser('~'), 'planted.txt').write_text('x')",
-             "print(sorted(k for k in os.environ if 'TOKEN' in k))")
+             "assert 'JUPYTERHUB_API_TOKEN' not in os.environ, 'the token leaked'")
     monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "secret")
     table, out, before, after, _ = grade_it(small, home, monkeypatch, sandbox=False)
     assert "Warning: --no-sandbox" in out and "WITHOUT a sandbox" in out
-    assert result(table, "alice") == {("quantize", "passed")}
     assert result(table, "carol") == {("", "timed out")}
     assert result(table, "dave") == {("", "kernel died")}
     assert result(table, "mallory") == {("", "wrote outside its folder")}
-    assert after["home"] == before["home"]
+    assert after["home"] == before["home"]  # and no "cell raised": the token did not leak
 
 
 def test_a_worker_that_never_stops_is_killed_at_the_hard_limit(tmp_path, monkeypatch):
@@ -162,8 +158,8 @@ def test_a_worker_that_never_stops_is_killed_at_the_hard_limit(tmp_path, monkeyp
     monkeypatch.setattr(grade, "GRACE", 2)
     path = notebook(tmp_path / "02_stop.ipynb", "import os, signal\n"
                     "os.kill(os.getppid(), signal.SIGSTOP)\nwhile True:\n    pass")
-    report = grade.run_apart(path, limit=10, sandbox=grade.bubblewrap())
-    assert report.problem == "timed out" and "still running after 10 s" in report.problem_reason
+    report = grade.run_apart(path, limit=2, sandbox=grade.bubblewrap())
+    assert report.problem == "timed out" and "still running after 2 s" in report.problem_reason
     assert "(at cell 1)" in report.problem_reason and report.seconds < 30
 
 
@@ -215,3 +211,43 @@ def test_the_learners_environment_keeps_no_token_and_no_path_of_the_teacher(tmp_
     env = grade.learner_environment(tmp_path / "home")
     assert "JUPYTERHUB_API_TOKEN" not in env and env["HOME"] == str(tmp_path / "home")
     assert env["TL_CACHE_DIR"].startswith(str(tmp_path / "home"))
+
+
+# --- a learner's progress ------------------------------------------------------------------------
+
+def test_progress_tables_every_exercise_and_takes_unchanged_notebooks_from_the_cache(
+        tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TL_CACHE_DIR", str(tmp_path / "cache"))
+    done = exercise(tmp_path / "02_affine_quantization.ipynb", RIGHT)
+    todo = notebook(tmp_path / "03_granularity_and_calibration.ipynb",
+                    "import numpy as np\nimport tutorial_lib as tl",
+                    "def quantize(x, scale, zero_point, quant_min, quant_max):\n"
+                    "    raise NotImplementedError('your code')",
+                    "tl.checks.check_quantize(quantize)")
+    assert grade.main(["--progress", str(done), str(todo)]) == 0
+    out = capsys.readouterr().out
+    assert "02      quantize  ✓ passed" in out and "03      quantize  … not started" in out
+    assert "1/2 exercises passed, 0 failed, 1 not started" in out and "(2 run, 0 unchanged" in out
+    before = done.read_bytes()
+    assert grade.main(["--progress", str(done), str(todo)]) == 0
+    out = capsys.readouterr().out
+    assert "(0 run, 2 unchanged since their last run and taken from the cache" in out
+    assert "ran in" not in out and done.read_bytes() == before
+    exercise(done, WRONG)  # a changed answer is run again; its neighbour still comes from the cache
+    assert grade.main(["--progress", str(done), str(todo)]) == 0
+    out = capsys.readouterr().out
+    assert "✗ failed: 7/8 cases right" in out or "✗ failed: " in out
+    assert "(1 run, 1 unchanged" in out
+
+
+def test_the_cache_key_is_the_code_and_the_library_not_the_outputs(tmp_path):
+    path = exercise(tmp_path / "02_x.ipynb", RIGHT)
+    key = grade.code_hash(path, "lib-1")
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[2].outputs = [nbformat.v4.new_output("stream", text="✓ quantize: 8/8 exact\n")]
+    nb.cells.append(nbformat.v4.new_markdown_cell("my notes"))
+    nbformat.write(nb, path)
+    assert grade.code_hash(path, "lib-1") == key != grade.code_hash(path, "lib-2")
+    exercise(path, WRONG)
+    assert grade.code_hash(path, "lib-1") != key
+    assert grade.code_hash(tmp_path / "missing.ipynb", "lib-1") is None

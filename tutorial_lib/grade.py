@@ -51,6 +51,7 @@ _RESULT = "@@tutorial_lib.grade result@@ "  # the worker's last stdout line: its
 _CELL = "@@tutorial_lib.grade cell "  # the worker's stderr: the cell it starts
 _KERNEL = "@@tutorial_lib.grade kernel "  # and its kernel's process id
 GRACE = 30  # seconds past the limit before a worker that does not stop itself is killed
+STARTUP = 180  # seconds a worker may take to start its kernel (a loaded shared machine is slow)
 LIMIT = 300  # seconds per notebook; the slowest exercise notebook takes under a minute
 # files and folders a learner's folder may hold that are not submissions
 _IGNORED = {"timestamp.txt", ".ipynb_checkpoints", "__pycache__", "feedback", "autograded"}
@@ -124,13 +125,14 @@ def _read(path: Path):
                          "give the path of an exercise notebook (.ipynb)") from None
 
 
-def grade(path: str | Path, timeout: int = 600, deadline: float | None = None,
+def grade(path: str | Path, timeout: int = 600, limit: float | None = None,
           announce: bool = False) -> Report:
     """Run the notebook at ``path`` in a fresh kernel, in its own folder, and collect what its
-    checks printed. ``timeout`` bounds each cell and ``deadline`` (a ``time.monotonic()`` value)
-    the whole run; a cell past either, or a kernel that dies, ends the run with ``problem`` set
-    and the cells before it reported. ``announce`` writes each cell's number to stderr as it
-    starts, for a caller that may have to kill the run."""
+    checks printed. ``timeout`` bounds each cell and ``limit`` the seconds from the first cell to
+    the last (the kernel's start is not the learner's); a cell past either, or a kernel that
+    dies, ends the run with ``problem`` set and the cells before it reported. ``announce`` writes
+    the kernel's process id and each cell's number to stderr, for a caller that may have to kill
+    the run."""
     from nbclient import NotebookClient
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
@@ -140,17 +142,22 @@ def grade(path: str | Path, timeout: int = 600, deadline: float | None = None,
     running = [0]
 
     def on_cell_start(cell, cell_index):
-        if announce and not running[0]:  # the kernel, for a caller that must kill it
-            pid = getattr(getattr(client.km, "provisioner", None), "pid", None)
-            print(f"{_KERNEL}{pid}", file=sys.stderr, flush=True)
+        if not running[0]:
+            if limit is not None:  # the learner's code has `limit` seconds from its first cell
+                deadline[0] = time.monotonic() + limit
+            if announce:  # the kernel, for a caller that must kill it
+                pid = getattr(getattr(client.km, "provisioner", None), "pid", None)
+                print(f"{_KERNEL}{pid}", file=sys.stderr, flush=True)
         running[0] = cell_index + 1
         if announce:
             print(f"{_CELL}{cell_index + 1}", file=sys.stderr, flush=True)
 
+    deadline = [None]
+
     def cell_timeout(cell):
-        if deadline is None:
+        if deadline[0] is None:
             return timeout
-        return max(1, min(timeout, int(deadline - time.monotonic()) + 1))
+        return max(1, min(timeout, int(deadline[0] - time.monotonic()) + 1))
 
     client = NotebookClient(nb, timeout=timeout, timeout_func=cell_timeout, allow_errors=True,
                             kernel_name="python3", on_cell_start=on_cell_start,
@@ -319,6 +326,33 @@ def _kill_tree(proc: subprocess.Popen) -> None:
         pass
 
 
+def _watch(proc: subprocess.Popen, err: Path, limit: int) -> bool:
+    """Wait for the worker; kill its process group when its cells run past ``limit`` + GRACE
+    seconds (the worker stops itself at ``limit``: this is for one that does not), or when its
+    kernel has not started a cell within STARTUP seconds. True when it had to be killed."""
+    spawned, first_cell = time.monotonic(), None
+    while proc.poll() is None:
+        now = time.monotonic()
+        if first_cell is None:
+            try:
+                with open(err, "rb") as f:
+                    if _CELL.encode() in f.read(1 << 16):
+                        first_cell = now
+            except OSError:
+                pass
+        late = (now - spawned > STARTUP) if first_cell is None else (
+            now - first_cell > limit + GRACE)
+        if late:
+            _kill_tree(proc)
+            try:
+                proc.wait(timeout=GRACE)
+            except subprocess.TimeoutExpired:
+                pass
+            return True
+        time.sleep(0.2)
+    return False
+
+
 def _worker_command() -> list:
     module = __spec__.name if __spec__ is not None else "tutorial_lib.grade"
     return [sys.executable, "-m", module]
@@ -357,16 +391,7 @@ def run_apart(path: Path, limit: int = LIMIT, sandbox: str | None = None, hide=(
                       else {"start_new_session": True})
             proc = subprocess.Popen(command, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
                                     cwd=str(cwd), env=env, **kwargs)
-            killed = False
-            try:  # the worker stops itself at the limit; this is for one that does not
-                proc.wait(timeout=limit + GRACE)
-            except subprocess.TimeoutExpired:
-                _kill_tree(proc)
-                killed = True
-                try:
-                    proc.wait(timeout=GRACE)
-                except subprocess.TimeoutExpired:
-                    pass
+            killed = _watch(proc, temporary / "err", limit)
         stdout = (temporary / "out").read_text(encoding="utf-8", errors="replace")
         stderr = (temporary / "err").read_text(encoding="utf-8", errors="replace")
         kernel = re.findall("^" + re.escape(_KERNEL) + r"(\d+)$", stderr, re.M)
@@ -384,8 +409,9 @@ def run_apart(path: Path, limit: int = LIMIT, sandbox: str | None = None, hide=(
             cells = re.findall("^" + re.escape(_CELL) + r"(\d+)$", stderr, re.M)
             at = f" (at cell {cells[-1]})" if cells else ""
             if killed:
-                report = Report(path, problem="timed out",
-                                problem_reason=f"still running after {limit} s{at}; stopped")
+                what = f"still running after {limit} s{at}" if cells else (
+                    f"its kernel did not start within {STARTUP} s")
+                report = Report(path, problem="timed out", problem_reason=f"{what}; stopped")
             else:
                 tail = " ".join(stderr.strip().splitlines()[-2:])[-300:]
                 report = Report(path, problem="grader failed",
@@ -406,7 +432,7 @@ def _worker(path: Path, limit: int) -> int:
     """One notebook, in this process: its report as the last line of stdout."""
     _apply_limits(limit)
     try:
-        report = grade(path, timeout=limit, deadline=time.monotonic() + limit, announce=True)
+        report = grade(path, timeout=limit, limit=limit, announce=True)
     except ValueError as err:
         report = Report(path, problem="not a notebook", problem_reason=str(err).split(": ", 1)[-1])
     sys.stdout.flush()
@@ -532,13 +558,15 @@ def grade_room(folder: Path, csv_path: Path, limit: int = LIMIT, jobs: int = 2,
     with open(csv_path, "w", newline="", encoding="utf-8") as f:
         csv.writer(f).writerows(rows)
     lessons = sorted({lesson for cells in table.values() for lesson in cells})
-    print("", file=out)
+    shown = {(learner, lesson): _cell(table[learner].get(lesson, [])) or "-"
+             for learner in table for lesson in lessons}
+    widths = {lesson: max([len(lesson), 3] + [len(shown[learner, lesson]) for learner in table])
+              for lesson in lessons}
     width = max([7] + [len(name) for name in table])
-    head = "learner".ljust(width) + "".join(f"  {lesson:>7}" for lesson in lessons)
-    print(head, file=out)
+    print("\n" + "learner".ljust(width) + "".join(f"  {lesson:>{widths[lesson]}}"
+                                                  for lesson in lessons), file=out)
     for learner in sorted(table):
-        cells = table[learner]
-        print(learner.ljust(width) + "".join(f"  {_cell(cells.get(lesson, [])) or '-':>7}"
+        print(learner.ljust(width) + "".join(f"  {shown[learner, lesson]:>{widths[lesson]}}"
                                              for lesson in lessons), file=out)
     took = time.monotonic() - started
     each = sum(r.seconds for _, r in graded) / max(1, len(graded))
@@ -628,7 +656,7 @@ def progress(paths: list, jobs: int = 2, limit: int = LIMIT, use_cache: bool = T
                 pass
         if in_process:  # one process, two kernels: no second import of nbclient per notebook
             try:
-                report = grade(path, timeout=limit, deadline=time.monotonic() + limit)
+                report = grade(path, timeout=limit, limit=limit)
             except ValueError as err:
                 report = Report(path, problem="not a notebook",
                                 problem_reason=str(err).split(": ", 1)[-1])
@@ -753,4 +781,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # jsonschema (under nbformat) imports this optional URI checker if it is installed, which
+    # builds a grammar for 2 s of CPU; notebooks are never validated against it. In this
+    # process only: it is one worker per notebook, or the progress run.
+    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
     sys.exit(main())
