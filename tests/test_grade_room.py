@@ -83,22 +83,32 @@ def hostile_room(tmp_path_factory):
              "pathlib.Path(tutorial_lib.__file__).with_name('planted.py').write_text('x')",
              f"pathlib.Path({str(ROOT)!r}, 'planted.txt').write_text('x')",
              f"pathlib.Path({str(home)!r}, 'planted.txt').write_text('x')",
-             "pathlib.Path(os.path.expanduser('~'), 'planted.txt').write_text('x')")
+             "pathlib.Path(os.path.expanduser('~'), 'planted.txt').write_text('x')",
+             f"print(os.listdir({str(ROOT / 'solutions')!r}))")
     (room / "frank").mkdir()
     (room / "frank" / "02_affine_quantization.py").write_text("print('not a notebook')")
     (room / "frank" / "03_granularity_and_calibration.ipynb").write_text("my notes")
+    try:  # Windows allows symbolic links to administrators only; the sandboxed test is Linux's
+        (room / "frank" / "04_integer_inference.ipynb").symlink_to(home / "notes.txt")
+    except OSError:
+        pass
     return room, home
+
+
+def state(home: Path) -> dict:
+    """The teacher's home to the byte and time; the package's and the course folder's file
+    names (other people may be editing their contents while the tests run)."""
+    return {"home": snapshot(home), "package": set(snapshot(PACKAGE)),
+            "root": set(os.listdir(ROOT)), "solutions": set(os.listdir(ROOT / "solutions"))}
 
 
 def grade_it(room: Path, home: Path, monkeypatch, sandbox: bool):
     monkeypatch.setenv("HOME", str(home))
-    before = {"home": snapshot(home), "package": snapshot(PACKAGE), "root": snapshot(ROOT / "tests")}
-    root_files = set(os.listdir(ROOT))
+    before = state(home)
     out = io.StringIO()
     csv_path = room.parent / f"grades-{sandbox}.csv"
     assert grade.grade_room(room, csv_path, limit=LIMIT, jobs=2, sandbox=sandbox, out=out) == 0
-    after = {"home": snapshot(home), "package": snapshot(PACKAGE), "root": snapshot(ROOT / "tests")}
-    return rows(csv_path), out.getvalue(), before, after, root_files
+    return rows(csv_path), out.getvalue(), before, state(home)
 
 
 def test_a_sandboxed_room_reports_every_hostile_notebook_and_nothing_outside_changes(
@@ -106,7 +116,7 @@ def test_a_sandboxed_room_reports_every_hostile_notebook_and_nothing_outside_cha
     if grade.bubblewrap() is None:
         pytest.skip("bubblewrap (Debian: bubblewrap) is absent or cannot make namespaces here")
     room, home = hostile_room
-    table, out, before, after, root_files = grade_it(room, home, monkeypatch, sandbox=True)
+    table, out, before, after = grade_it(room, home, monkeypatch, sandbox=True)
     assert "under bubblewrap" in out and "Warning" not in out
     assert result(table, "alice") == {("quantize", "passed")}
     assert result(table, "bob") == {("quantize", "failed")}
@@ -114,15 +124,17 @@ def test_a_sandboxed_room_reports_every_hostile_notebook_and_nothing_outside_cha
     assert result(table, "carol") == {("", "timed out")}
     assert result(table, "dave") == {("", "kernel died")}
     assert result(table, "frank") == {("", "not a notebook")}
-    assert len([r for r in table if r["learner"] == "frank"]) == 2
+    assert len([r for r in table if r["learner"] == "frank"]) == 3
+    assert "symbolic link" in reasons(table, "frank") and "the teacher's" not in reasons(table, "frank")
     # mallory: the package is read-only (the cell raises), the course folder and the teacher's
     # home are out of sight (the writes land in a throwaway), her own home is reported
     mallory = reasons(table, "mallory")
     assert "Read-only file system" in mallory and "planted.py" in mallory
     assert result(table, "mallory") == {("", "cell raised"), ("", "wrote outside its folder")}
     assert "~/planted.txt" in mallory
+    assert f"FileNotFoundError: [Errno 2] No such file or directory: '{ROOT / 'solutions'}'" in mallory
     assert not (PACKAGE / "planted.py").exists() and not (ROOT / "planted.txt").exists()
-    assert after == before and set(os.listdir(ROOT)) == root_files
+    assert after == before
     assert (home / "notes.txt").read_text() == "the teacher's"
     # the summary: one line per learner, one column per lesson
     summary = out[out.index("learner "):]
@@ -143,7 +155,7 @@ def test_without_a_sandbox_grading_warns_and_still_reports_and_contains_the_home
              "pathlib.Path(os.path.expanduser('~'), 'planted.txt').write_text('x')",
              "assert 'JUPYTERHUB_API_TOKEN' not in os.environ, 'the token leaked'")
     monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "secret")
-    table, out, before, after, _ = grade_it(small, home, monkeypatch, sandbox=False)
+    table, out, before, after = grade_it(small, home, monkeypatch, sandbox=False)
     assert "Warning: --no-sandbox" in out and "WITHOUT a sandbox" in out
     assert result(table, "carol") == {("", "timed out")}
     assert result(table, "dave") == {("", "kernel died")}
@@ -233,10 +245,11 @@ def test_progress_tables_every_exercise_and_takes_unchanged_notebooks_from_the_c
     out = capsys.readouterr().out
     assert "(0 run, 2 unchanged since their last run and taken from the cache" in out
     assert "ran in" not in out and done.read_bytes() == before
+    assert "02_affine_quantization.ipynb: unchanged since its last run, taken from the cache" in out
     exercise(done, WRONG)  # a changed answer is run again; its neighbour still comes from the cache
     assert grade.main(["--progress", str(done), str(todo)]) == 0
     out = capsys.readouterr().out
-    assert "✗ failed: 7/8 cases right" in out or "✗ failed: " in out
+    assert "02      quantize  ✗ failed: 6/8 cases right; first wrong case: .5 ties" in out
     assert "(1 run, 1 unchanged" in out
 
 

@@ -367,6 +367,9 @@ def run_apart(path: Path, limit: int = LIMIT, sandbox: str | None = None, hide=(
     notebook, or wrote into its home."""
     path = Path(path)
     started = time.monotonic()
+    if path.is_symlink():  # a link to one of the teacher's files would be copied for the learner
+        return Report(path, problem="not a notebook",
+                      problem_reason="a symbolic link, not a file; links are not followed")
     try:
         _read(path)
     except ValueError as err:
@@ -473,10 +476,12 @@ def room(folder: Path) -> list:
                          "per learner (or nbgrader's course folder, which holds submitted/)")
     pairs = []
     for learner in learners:
-        files = sorted(p for p in learner.rglob("*") if p.is_file() and not any(
-            part in _IGNORED or part.startswith(".") for part in p.relative_to(learner).parts)
-            and (p.suffix == ".ipynb" or re.match(r"\d\d_", p.name)))
-        pairs += [(learner.name, f) for f in files] or [(learner.name, None)]
+        files = []
+        for dirpath, dirs, names in os.walk(learner):  # symbolic links to folders not followed
+            dirs[:] = [d for d in dirs if d not in _IGNORED and not d.startswith(".")]
+            files += [Path(dirpath, n) for n in names if n not in _IGNORED
+                      and not n.startswith(".") and (n.endswith(".ipynb") or re.match(r"\d\d_", n))]
+        pairs += [(learner.name, f) for f in sorted(files)] or [(learner.name, None)]
     return pairs
 
 
@@ -531,7 +536,8 @@ def grade_room(folder: Path, csv_path: Path, limit: int = LIMIT, jobs: int = 2,
               "time limit, but it could still read or change your files and reach the network. "
               "Grade in a container or as a user with nothing private.", file=out, flush=True)
     todo = [(learner, f) for learner, f in pairs if f is not None]
-    print(f"Grading {len(todo)} notebooks of {len({p[0] for p in pairs})} learners in {folder}, "
+    learners = len({p[0] for p in pairs})
+    print(f"Grading {len(todo)} notebooks of {learners} learner{'s' * (learners != 1)} in {folder}, "
           f"{jobs} at a time, at most {limit} s each, {how}.", file=out, flush=True)
     started = time.monotonic()
 
@@ -620,14 +626,18 @@ def code_hash(path: Path, library: str) -> str | None:
         return None
 
 
-def _heavy(path: Path) -> int:
-    """Run the notebooks that load TensorFlow or PyTorch first, so that two at a time end together."""
+def _expected_seconds(path: Path, times: dict) -> float:
+    """How long a notebook ran last time, else a guess from how much TensorFlow and PyTorch its
+    code uses: the longest run first, so that two at a time end together."""
+    if path.name in times:
+        return float(times[path.name])
     try:
         cells = json.loads(Path(path).read_text(encoding="utf-8"))["cells"]
         text = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
     except (OSError, ValueError, KeyError, TypeError):
-        return 0
-    return sum(word in text for word in ("torch", "tensorflow", "tflite", "tfmot", "keras"))
+        return 0.0
+    return 3.0 + 5.0 * sum(text.count(w) for w in ("torch", "tensorflow", "tflite", "tfmot",
+                                                    "keras"))
 
 
 def progress(paths: list, jobs: int = 2, limit: int = LIMIT, use_cache: bool = True,
@@ -638,9 +648,9 @@ def progress(paths: list, jobs: int = 2, limit: int = LIMIT, use_cache: bool = T
     if missing:
         raise ValueError(f"no such notebook: {', '.join(missing)}; give exercise notebooks "
                          "(.ipynb), or nothing for exercises/*.ipynb")
+    started = time.monotonic()
     cache = _cache_folder()
     library = _library_hash() if use_cache else ""
-    started = time.monotonic()
     print(f"Running the checks of {len(paths)} exercise notebooks, {jobs} at a time; unchanged "
           "notebooks come from the cache.", file=out, flush=True)
 
@@ -651,6 +661,8 @@ def progress(paths: list, jobs: int = 2, limit: int = LIMIT, use_cache: bool = T
             try:
                 report = Report.from_json(json.loads(stored.read_text(encoding="utf-8")), path)
                 report.cached = True
+                print(f"  {path.name}: unchanged since its last run, taken from the cache",
+                      file=out, flush=True)
                 return report
             except (OSError, ValueError, TypeError, KeyError):
                 pass
@@ -673,10 +685,21 @@ def progress(paths: list, jobs: int = 2, limit: int = LIMIT, use_cache: bool = T
                 pass  # a cache that cannot be written only means running again next time
         return report
 
-    order = sorted(range(len(paths)), key=lambda i: -_heavy(paths[i]))
+    try:
+        times = json.loads((cache / "seconds.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        times = {}
+    order = sorted(range(len(paths)), key=lambda i: -_expected_seconds(paths[i], times))
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         done = dict(zip(order, pool.map(one, [paths[i] for i in order])))  # noqa: B905
     reports = [done[i] for i in range(len(paths))]
+    times.update({r.path.name: round(r.seconds, 1) for r in reports if not r.cached})
+    if use_cache:
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+            (cache / "seconds.json").write_text(json.dumps(times), encoding="utf-8")
+        except OSError:
+            pass
     rows = []
     for report in reports:
         lesson = lesson_of(report.path)
