@@ -4,7 +4,10 @@
 # first use (.venv, from requirements/lock.txt) and reuse it after.
 #   make lab LAB_ARGS="--no-browser --ip=127.0.0.1 --port=8888"   options for jupyter lab
 #   make lesson N=02                      one lesson's notebook, solution and exercise
+#   make progress                         your exercises/: passed, failed (and why), not started
 #   make grade NB=path/to/notebook.ipynb  a learner's exercise notebook, run and checked
+#   make grade NB=submissions/            a room: one folder per learner, sandboxed, into a CSV
+#   make learner-copy DEST=../for-learners   the course without solutions/, for a hub or image
 #   make env OFFLINE=1                    install from wheelhouse/ (`make wheelhouse`), no network
 #   make env TORCH=cpu                    Linux without an NVIDIA GPU: PyTorch's CPU build
 #   make env PYTHON=python3.12            the Python (3.11, 3.12 or 3.13) that makes .venv
@@ -14,7 +17,7 @@ COURSE := $(PYTHON) course.py
 OPTS   := $(if $(filter-out 0,$(OFFLINE)),--offline) $(if $(TORCH),--torch $(TORCH)) \
           $(if $(WHEELHOUSE),--wheelhouse $(WHEELHOUSE))
 
-.PHONY: lab test env lesson grade wheelhouse clean lint test-lib test-browser test-notebooks \
+.PHONY: lab test env lesson progress grade learner-copy wheelhouse clean lint test-lib test-browser test-notebooks \
         test-exercises test-other-cpu test-arm-engine
 
 lab:
@@ -29,9 +32,16 @@ env:
 lesson:
 	@$(if $(N),,$(error say which lesson: make lesson N=02))$(COURSE) lesson $(N) $(OPTS)
 
+progress:
+	@$(COURSE) progress $(OPTS) $(NB)
+
 grade:
-	@$(if $(NB),,$(error say which notebook: make grade NB=path/to/exercise.ipynb))$(COURSE) grade \
-	  $(OPTS) $(NB)
+	@$(if $(NB),,$(error say which notebook or room folder: make grade NB=path/to/exercise.ipynb \
+	  or NB=submissions/))$(COURSE) grade $(OPTS) $(if $(CSV),--csv $(CSV)) $(NB)
+
+learner-copy:
+	@$(if $(DEST),,$(error say where: make learner-copy DEST=../course-for-learners)) \
+	  $(COURSE) learner-copy $(DEST)
 
 wheelhouse:
 	@$(COURSE) wheelhouse $(OPTS)

@@ -5,7 +5,10 @@
     python course.py lab            open the course in JupyterLab at lesson 00
     python course.py test           every test, step by step, with each step's time
     python course.py lesson 02      one lesson: its notebook, solution and exercise
+    python course.py progress       your exercises: passed, failed (and why) or not started
     python course.py grade PATH     run a learner's exercise notebook and report its checks
+    python course.py grade FOLDER   a room's notebooks (one folder per learner), sandboxed, to CSV
+    python course.py learner-copy DEST   the course without solutions/, for a hub or an image
     python course.py wheelhouse     every wheel of the lock into wheelhouse/, for a room offline
     python course.py clean          remove .venv
 
@@ -811,19 +814,118 @@ def verb_lesson(course, args, extra):
     course.passed(f"Lesson {number} passed: {runs} in {fmt_duration(time.monotonic() - started)}.")
 
 
-def verb_grade(course, args, extra):
+def expand(patterns) -> list:
+    """Paths as absolute strings; cmd.exe and PowerShell pass a * on to the program unexpanded."""
     paths = []
-    for text in args.paths:  # cmd.exe and PowerShell pass a * on to the program unexpanded
+    for text in patterns:
         matches = sorted(glob.glob(text)) if any(c in text for c in "*?[") else []
         paths += [str(Path(p).resolve()) for p in matches or [text]]
+    return paths
+
+
+def grader_options(args) -> list:
+    options = []
+    for name in ("time_limit", "jobs", "csv"):
+        value = getattr(args, name, None)
+        if value is not None:
+            value = str(Path(value).resolve()) if name == "csv" else str(value)
+            options += ["--" + name.replace("_", "-"), value]
+    for name in ("no_sandbox", "no_cache"):
+        if getattr(args, name, False):
+            options.append("--" + name.replace("_", "-"))
+    return options
+
+
+def verb_grade(course, args, extra):
+    paths = expand(args.paths)
+    folders = [p for p in paths if Path(p).is_dir()]
+    if folders and len(paths) > 1:
+        raise CourseError("give one room's folder alone (one folder per learner inside it), or "
+                          "notebooks without a folder: python course.py grade submissions/")
+    if args.csv and not folders:
+        raise CourseError("--csv is for a room's folder: python course.py grade FOLDER --csv "
+                          "grades.csv")
     course.ensure_env()
     # the grader's own exit status: 0 when every check passes, 1 otherwise, 2 for a file that is
-    # not a notebook, so that a script can count the finished notebooks of a class
-    code = course.run([course.py, "-m", "tutorial_lib.grade"] + paths, check=False)
-    course.passed("Every check passed." if code == 0 else
-                  f"Not every check passed (exit {code}): the report above says which, notebook "
-                  "by notebook.")
+    # not a notebook, so that a script can count the finished notebooks of a class; for a room's
+    # folder, 0 when its CSV is written
+    code = course.run([course.py, "-m", "tutorial_lib.grade"] + grader_options(args) + paths,
+                      check=False)
+    if folders:
+        if code == 0:
+            course.passed("The room is graded: the table above, every row in the CSV it names.")
+        else:
+            raise CourseError(f"the room was not graded (exit {code}); the message above says why.",
+                              code=code)
+    else:
+        course.passed("Every check passed." if code == 0 else
+                      f"Not every check passed (exit {code}): the report above says which, "
+                      "notebook by notebook.")
     return code
+
+
+def verb_progress(course, args, extra):
+    paths = expand(args.paths) if args.paths else [
+        str(p) for p in sorted((ROOT / "exercises").glob("[0-9][0-9]_*.ipynb"))]
+    if not paths:
+        raise CourseError(f"there is no exercises/ folder with notebooks in {ROOT}; name your "
+                          "exercise notebooks: python course.py progress path/to/NN_*.ipynb")
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        raise CourseError(f"no such notebook: {shown(missing[0])}. Name exercise notebooks "
+                          "(.ipynb), or nothing for exercises/*.ipynb.")
+    course.ensure_env()
+    code = course.run([course.py, "-m", "tutorial_lib.grade", "--progress"]
+                      + grader_options(args) + paths, check=False)
+    if code != 0:
+        raise CourseError(f"progress failed (exit {code}); the message above says why.", code=code)
+
+
+# What a learner's copy leaves out: the answers, the environment, caches and downloads.
+NOT_FOR_LEARNERS = {"solutions", ".git", ".venv", "wheelhouse", "__pycache__", ".pytest_cache",
+                    ".ruff_cache", ".hypothesis", ".ipynb_checkpoints", ".cache", "build", "dist",
+                    ".mypy_cache"}
+ANSWER_MARK = "### BEGIN SOLUTION"
+
+
+def learner_files(root: Path = ROOT, wheelhouse: bool = False) -> list:
+    """The course's files a learner gets, relative to `root`: everything but NOT_FOR_LEARNERS
+    (and *.egg-info); wheelhouse/ too when asked, for a classroom with no network."""
+    leave_out = NOT_FOR_LEARNERS - ({"wheelhouse"} if wheelhouse else set())
+    files = []
+    for dirpath, dirs, names in os.walk(str(root)):
+        dirs[:] = sorted(d for d in dirs if d not in leave_out and not d.endswith(".egg-info"))
+        for name in sorted(names):
+            files.append(Path(dirpath, name).relative_to(root))
+    return files
+
+
+def verb_learner_copy(course, args, extra):
+    dest = Path(args.dest).resolve()
+    if dest == ROOT or ROOT in dest.parents:
+        raise CourseError(f"{args.dest} is inside the course folder; give a folder outside it, "
+                          "e.g.: python course.py learner-copy ../course-for-learners")
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise CourseError(f"{args.dest} exists and is not an empty folder; give a new folder, "
+                          "or remove this one first.")
+    files = learner_files(ROOT, wheelhouse=args.with_wheelhouse)
+    answers = [f.as_posix() for f in files if f.suffix == ".ipynb" and ANSWER_MARK in
+               (ROOT / f).read_text(encoding="utf-8", errors="replace")]
+    if answers:
+        raise CourseError(f"{', '.join(answers[:3])} hold answers ({ANSWER_MARK!r}) outside "
+                          "solutions/; regenerate the exercises with `python "
+                          "tools/make_exercises.py` before making a learner's copy.")
+    course.say(f"Copying {len(files)} files of the course to {dest}, without solutions/.")
+    if course.dry_run:
+        return
+    for relative in files:
+        target = dest / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(str(ROOT / relative), str(target))
+    size = human_size(tree_size(dest)[1])
+    course.say(f"Learner's copy ready: {dest} ({len(files)} files, {size}); no solutions/, no "
+               ".venv (`python course.py env` makes it there). `make test` needs the solutions: "
+               "run it in your own copy.")
 
 
 def verb_wheelhouse(course, args, extra):
@@ -965,9 +1067,41 @@ def build_parser() -> argparse.ArgumentParser:
                             f"laxly; lessons {' and '.join(ARM_ENGINE_LESSONS)} run once more "
                             "with TL_QUANTIZED_ENGINE=qnnpack (PyTorch's ARM int8 engine)")
     lesson.add_argument("number", metavar="N", help="the lesson's number: 02 or 2")
+    grading = argparse.ArgumentParser(add_help=False)
+    group = grading.add_argument_group("running the notebooks")
+    group.add_argument("--time-limit", type=int, metavar="S",
+                       help="seconds a notebook may run before it is stopped (default 300)")
+    group.add_argument("--jobs", type=int, metavar="N", help="notebooks run at once (default 2)")
+    progress = verb("progress", "your exercise notebooks (default: exercises/*.ipynb) run in a "
+                                "fresh kernel, two at a time, and one table: lesson, exercise, "
+                                "passed / failed (and why) / not started. A notebook whose code "
+                                "cells have not changed since its last run is taken from the "
+                                "cache, and the table says so",
+                    parents=(setup, grading))
+    progress.add_argument("paths", metavar="PATH", nargs="*",
+                          help="exercise notebooks (default: exercises/*.ipynb)")
+    progress.add_argument("--no-cache", action="store_true", help="run every notebook again")
     grade = verb("grade", "run learners' exercise notebooks from top to bottom, each in a fresh "
-                          "kernel, and report their checks (exit 0 when all pass)")
-    grade.add_argument("paths", metavar="PATH", nargs="+", help="an exercise notebook (.ipynb)")
+                          "kernel in a temporary copy, with a time limit, under bubblewrap where "
+                          "it is installed, and report their checks (exit 0 when all pass). "
+                          "Given a folder with one folder per learner (or nbgrader's "
+                          "submitted/<learner>/<assignment>/), write a CSV (learner, lesson, "
+                          "exercise, result, reason) and print a learners x lessons table",
+                 parents=(setup, grading))
+    grade.add_argument("paths", metavar="PATH", nargs="+",
+                       help="exercise notebooks (.ipynb), or one folder of learners' folders")
+    grade.add_argument("--csv", metavar="FILE",
+                       help="where a room's CSV goes (default: FOLDER-grades.csv beside FOLDER)")
+    grade.add_argument("--no-sandbox", action="store_true",
+                       help="do not use bubblewrap even where it is installed")
+    copy = verb("learner-copy", "write the course for learners into a new folder, without "
+                                "solutions/ (nor .venv, .git, caches): for a JupyterHub or a "
+                                "classroom image", parents=())
+    copy.add_argument("dest", metavar="DEST", help="a new or empty folder outside the course")
+    copy.add_argument("--with-wheelhouse", action="store_true",
+                      help="copy wheelhouse/ too, for set-ups with no network")
+    copy.add_argument("-n", "--dry-run", action="store_true",
+                      help="say what would be copied, copy nothing")
     wheelhouse = verb("wheelhouse", "download every wheel of requirements/lock.txt (and the "
                                     "build backend) into wheelhouse/, for set-ups with no "
                                     "network: python course.py env --offline")
@@ -984,7 +1118,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 VERBS = {"env": verb_env, "lab": verb_lab, "test": verb_test, "lesson": verb_lesson,
-         "grade": verb_grade, "wheelhouse": verb_wheelhouse, "clean": verb_clean}
+         "progress": verb_progress, "grade": verb_grade, "learner-copy": verb_learner_copy,
+         "wheelhouse": verb_wheelhouse, "clean": verb_clean}
 VERBS.update({step: verb_step for step in TEST_STEPS})
 
 
@@ -1004,7 +1139,7 @@ def main(argv=None) -> int:
     python, python_from = getattr(args, "python", None), "--python"
     if not python and os.environ.get("PYTHON"):
         python, python_from = os.environ["PYTHON"], "the PYTHON environment variable"
-    course = Course(venv=args.venv, python=python, python_from=python_from,
+    course = Course(venv=getattr(args, "venv", None), python=python, python_from=python_from,
                     offline=getattr(args, "offline", False) or env_flag("OFFLINE"),
                     wheelhouse=getattr(args, "wheelhouse", None),
                     torch=getattr(args, "torch", "pypi"), dry_run=args.dry_run)

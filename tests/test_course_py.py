@@ -562,3 +562,60 @@ def test_every_make_target_is_an_alias_of_course_py():
         assert len(lines) == 1 and f"$(COURSE) {target} " in lines[0] + " ", (target, recipe)
     for variable in ("LAB_ARGS", "$(N)", "$(NB)", "OFFLINE", "TORCH", "PYTHON ?="):
         assert variable in text
+
+
+# --- progress, a room, a learner's copy ----------------------------------------------------------
+
+def test_progress_runs_the_grader_on_the_exercises_by_default(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(course.Course, "ensure_env", lambda self: False)
+    code, out, _ = run_main(capsys, "progress", "-n", "--venv", tmp_path / "v", "--jobs", "1")
+    line = commands(out)[-1]
+    assert code == 0 and " -m tutorial_lib.grade --progress --jobs 1 " in line
+    assert line.endswith("exercises/11_capstone.ipynb") and "exercises/01_number_formats" in line
+    code, _, err = run_main(capsys, "progress", "-n", "--venv", tmp_path / "v", tmp_path / "x.ipynb")
+    assert code == 2 and "no such notebook" in err
+
+
+def test_grade_passes_a_rooms_folder_and_its_options_to_the_grader(monkeypatch, capsys, tmp_path):
+    (tmp_path / "room" / "ana").mkdir(parents=True)
+    monkeypatch.setattr(course.Course, "ensure_env", lambda self: False)
+    code, out, _ = run_main(capsys, "grade", "-n", "--venv", tmp_path / "v", tmp_path / "room",
+                            "--time-limit", "60", "--csv", tmp_path / "g.csv", "--no-sandbox")
+    assert code == 0 and commands(out)[-1].endswith(
+        f"-m tutorial_lib.grade --time-limit 60 --csv {tmp_path / 'g.csv'} --no-sandbox "
+        f"{tmp_path / 'room'}")
+    code, _, err = run_main(capsys, "grade", "-n", "--venv", tmp_path / "v", tmp_path / "room",
+                            tmp_path / "room")
+    assert code == 2 and "one room's folder alone" in err
+
+
+def test_a_learners_copy_has_everything_but_the_answers(capsys, tmp_path):
+    dest = tmp_path / "for-learners"
+    code, out, _ = run_main(capsys, "learner-copy", dest)
+    assert code == 0 and "without solutions/" in out
+    assert not (dest / "solutions").exists() and not (dest / ".venv").exists()
+    assert not (dest / ".git").exists()
+    for kept in ("course.py", "Makefile", "README.md", "exercises/02_affine_quantization.ipynb",
+                 "notebooks/00_start_here.ipynb", "tutorial_lib/__init__.py"):
+        assert (dest / kept).is_file(), kept
+    copied = {p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()}
+    assert not any("BEGIN SOLUTION" in (dest / f).read_text(errors="replace")
+                   for f in copied if f.endswith(".ipynb"))
+    assert {f.relative_to(ROOT).as_posix() for f in (ROOT / "exercises").glob("*.ipynb")} <= copied
+    code, _, err = run_main(capsys, "learner-copy", dest)  # not empty now: refused
+    assert code == 2 and "not an empty folder" in err
+    code, _, err = run_main(capsys, "learner-copy", ROOT / "inside")
+    assert code == 2 and "inside the course folder" in err and not (ROOT / "inside").exists()
+
+
+def test_a_learners_copy_refuses_answers_found_outside_solutions(monkeypatch, capsys, tmp_path):
+    root = tmp_path / "course"
+    (root / "exercises").mkdir(parents=True)
+    (root / "solutions").mkdir()
+    (root / "solutions" / "02_x.ipynb").write_text("### BEGIN SOLUTION")
+    (root / "exercises" / "02_x.ipynb").write_text('{"source": "### BEGIN SOLUTION"}')
+    monkeypatch.setattr(course, "ROOT", root)
+    code, _, err = run_main(capsys, "learner-copy", tmp_path / "out")
+    assert code == 2 and "exercises/02_x.ipynb hold answers" in err
+    assert not (tmp_path / "out").exists()
+    assert course.learner_files(root) == [Path("exercises/02_x.ipynb")]

@@ -65,3 +65,14 @@ def test_a_path_that_is_not_a_notebook_is_refused_clearly(tmp_path, capsys, name
     (tmp_path / "notes.ipynb").write_text("my notes")
     assert grade.main([str(tmp_path / name)]) == 2
     assert problem in capsys.readouterr().err
+
+
+def test_a_notebook_named_on_the_command_line_runs_in_a_copy_with_a_time_limit(tmp_path, capsys):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("open('left-behind.txt', 'w').write('x')"),
+                nbformat.v4.new_code_cell("while True:\n    pass")]
+    path = tmp_path / "02_loop.ipynb"
+    nbformat.write(nb, path)
+    assert grade.main(["--time-limit", "3", str(path)]) == 1
+    assert "timed out: cell 2 was still running at the time limit" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["02_loop.ipynb"]

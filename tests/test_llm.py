@@ -1,5 +1,5 @@
-"""Lesson 10's library: weight-only layers, RTN in torch, GPTQ against the naive OBS update, AWQ,
-perplexity."""
+"""Lesson 10's library: weight-only layers, RTN in torch, GPTQ against the naive OBS update, NF4,
+AWQ, perplexity and its bootstrap interval."""
 
 import numpy as np
 import pytest
@@ -86,6 +86,23 @@ def test_perplexity_equals_numpy_from_logits():
         logits = model(ids).logits[0, :-1].numpy()
     assert llm.perplexity(model, ids) == pytest.approx(
         wo.perplexity_from_logits(logits, ids[0, 1:].numpy()), rel=1e-5)
+
+
+def test_windows_are_scored_each_from_its_own_start():
+    model = tiny_llama()
+    text = torch.randint(0, 50, (1, 43), generator=torch.Generator().manual_seed(4))
+    win = llm.windows(text, 10)
+    assert win.shape == (4, 10) and torch.equal(win[1], text[0, 10:20])  # the last 3 left out
+    assert llm.windows(text, 10, count=2).shape == (2, 10)
+    nll = llm.window_nll(model, win, batch=3)
+    assert nll.shape == (4, 9) and nll.dtype == np.float64
+    with torch.no_grad():
+        one = model(win[2:3]).logits[0, :-1].numpy()
+    assert np.exp(nll[2].mean()) == pytest.approx(
+        wo.perplexity_from_logits(one, win[2, 1:].numpy()), rel=1e-5)
+    assert llm.perplexity(model, win) == pytest.approx(np.exp(nll.mean()), rel=1e-6)
+    with pytest.raises(ValueError, match="holds 4"):
+        llm.windows(text, 10, count=5)
 
 
 def test_capture_inputs_sees_every_layer():
@@ -225,3 +242,90 @@ def test_act_order_quantizes_the_largest_inputs_first():
     ordered = np.argsort(-np.diag(h))  # inputs already in that order: act-order changes nothing
     assert np.array_equal(wo.gptq(w[:, ordered], h[np.ix_(ordered, ordered)], 3, act_order=True),
                           wo.gptq(w[:, ordered], h[np.ix_(ordered, ordered)], 3))
+
+
+# ---------------------------------------------------------------- NF4
+
+# QLoRA's NF4 table as the paper (arXiv:2305.14314, appendix E) and bitsandbytes print it
+NF4_PUBLISHED = [-1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453,
+                 -0.28444138169288635, -0.18477343022823334, -0.09105003625154495, 0.0,
+                 0.07958029955625534, 0.16093020141124725, 0.24611230194568634,
+                 0.33791524171829224, 0.44070982933044434, 0.5626170039176941,
+                 0.7229568362236023, 1.0]
+
+
+def test_nf4_levels_are_qloras():
+    levels = wo.nf4_levels()
+    assert levels.dtype == np.float32 and np.all(np.diff(levels) > 0)
+    assert np.allclose(levels, NF4_PUBLISHED, atol=1e-6)
+
+
+def test_nf4_rounds_each_block_to_the_nearest_scaled_level():
+    rng = np.random.default_rng(9)
+    w = rng.normal(size=(4, 128)).astype(np.float32)
+    w[0, :64] = 0.0  # an all-zero block stays zero
+    got = wo.nf4(w, 64)
+    blocks, levels = w.reshape(-1, 64), wo.nf4_levels().astype(np.float64)
+    absmax = np.abs(blocks).max(1, keepdims=True)
+    near = levels[np.abs(blocks[..., None] / np.where(absmax == 0, 1, absmax)[..., None]
+                         - levels).argmin(-1)]
+    assert np.allclose(got.reshape(-1, 64), near * absmax, atol=1e-6)
+    assert np.all(got[0, :64] == 0)
+    with pytest.raises(ValueError, match="blocks of 64"):
+        wo.nf4(np.zeros(100), 64)
+
+
+# ---------------------------------------------------------------- perplexity intervals
+
+def test_perplexity_interval_is_seeded_and_centred_on_the_perplexity():
+    nll = np.random.default_rng(10).gamma(2.0, 1.5, size=(12, 50))
+    a = wo.perplexity_interval(nll, seed=3)
+    assert a.value == pytest.approx(np.exp(nll.mean()))
+    assert a.low < a.value < a.high
+    assert wo.perplexity_interval(nll, seed=3) == a and wo.perplexity_interval(nll, seed=4) != a
+    assert wo.perplexity_interval(np.ones((5, 3))) == (np.e, np.e, np.e)  # no spread, no width
+
+
+def test_perplexity_interval_agrees_with_scipys_bootstrap():
+    stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(11)
+    ref = rng.gamma(2.0, 1.5, size=(16, 40))
+    nll = ref + rng.normal(0.05, 0.3, size=ref.shape)
+    ours = wo.perplexity_interval(nll, reference=ref, n_boot=20000)
+    theirs = stats.bootstrap((nll.mean(1), ref.mean(1)), lambda a, b, axis=-1: np.exp(
+        a.mean(axis) - b.mean(axis)), paired=True, vectorized=True, method="percentile",
+        n_resamples=20000, rng=np.random.default_rng(0)).confidence_interval
+    width = theirs.high - theirs.low
+    assert abs(ours.low - theirs.low) < 0.05 * width and abs(ours.high - theirs.high) < 0.05 * width
+
+
+def test_perplexity_interval_covers_the_truth_about_95_percent_of_the_time():
+    rng = np.random.default_rng(12)
+    covered = 0
+    for _ in range(200):  # windows of different difficulty, 24 of them, mean NLL 3.0
+        nll = rng.normal(3.0, 0.4, size=(24, 1)) + rng.normal(0, 1.0, size=(24, 30))
+        i = wo.perplexity_interval(nll, n_boot=500, seed=int(rng.integers(1 << 30)))
+        covered += i.low <= np.exp(3.0) <= i.high
+    assert 0.85 <= covered / 200 <= 0.99
+
+
+def test_the_paired_ratio_is_narrower_than_either_interval():
+    rng = np.random.default_rng(13)
+    base = rng.normal(3.0, 0.5, size=(20, 1)) + rng.normal(0, 1.0, size=(20, 64))
+    worse = base + 0.05 + rng.normal(0, 0.1, size=base.shape)
+    a, b = wo.perplexity_interval(worse), wo.perplexity_interval(base)
+    ratio = wo.perplexity_interval(worse, reference=base)
+    assert a.low < b.high  # the two intervals overlap ...
+    assert ratio.low > 1  # ... but the paired ratio resolves the difference
+
+
+@pytest.mark.parametrize("nll, kwargs, match", [
+    (np.ones(10), {}, "at least 2 windows"),
+    (np.ones((1, 10)), {}, "at least 2 windows"),
+    (np.full((3, 2), np.nan), {}, "NaN"),
+    (np.ones((3, 2)), {"reference": np.ones((3, 3))}, "same windows"),
+    (np.ones((3, 2)), {"level": 95}, "level must be"),
+])
+def test_perplexity_interval_refuses_bad_input(nll, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        wo.perplexity_interval(nll, **kwargs)

@@ -7,7 +7,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from tests.test_llm import tiny_llama  # noqa: E402
-from tutorial_lib import lora  # noqa: E402
+from tutorial_lib import llm, lora  # noqa: E402
 
 
 def test_lora_starts_as_the_base_and_its_update_is_low_rank():
@@ -49,6 +49,19 @@ def test_top_layers_equal_the_full_model():
             assert torch.allclose(got, want, atol=1e-5)
             assert torch.allclose(top.logits(top.hidden(ids), torch.tensor([3, 7])), want[[3, 7]],
                                   atol=1e-5)
+
+
+def test_top_layers_score_windows_as_the_full_model_does():
+    model = tiny_llama()
+    ids = torch.randint(0, 50, (5, 16), generator=torch.Generator().manual_seed(2))
+    top = lora.TopLayers(model, 2)
+    h = top.hidden(ids)
+    assert h.shape == (5, 16, 32)
+    want = llm.window_nll(model, ids, batch=2)
+    assert want.shape == (5, 15)
+    assert np.allclose(top.window_nll(h, ids, batch=3), want, atol=1e-5)
+    assert np.allclose(top.window_nll(h[:1], ids[:1]), want[:1], atol=1e-5)  # one window
+    assert top.perplexity(h, ids) == pytest.approx(llm.perplexity(model, ids), rel=1e-5)
 
 
 @pytest.fixture

@@ -440,6 +440,9 @@ def test_benchmark_rows_have_the_seed_table_shape(course):
                              "speed-up b1", "batch 32 ms", "speed-up b32"]
     assert rows[0]["speed-up b32"] == 1.0
     assert torch_bench.TITLE and callable(torch_bench.run)
+    with_spread = tb.compare(small, data, repeats=2, batch_sizes=(1,), spread=True)
+    assert list(with_spread[0])[4:] == ["batch 1 ms", "IQR b1", "speed-up b1"]
+    assert all(r["IQR b1"] >= 0 for r in with_spread)
 
 
 def test_state_dict_bytes_counts_buffers():

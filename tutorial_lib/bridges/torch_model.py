@@ -578,13 +578,15 @@ def latency(model: nn.Module, x, repeats: int = 30, warmup: int = 3, threads: in
 
 def compare(models: Mapping[str, nn.Module], data: Dataset | None = None,
             stored: Mapping[str, nn.Module] | None = None, timings: bool = True,
-            repeats: int = 30, batch_sizes: Sequence[int] = (1, 32), threads: int = 1) -> list[dict]:
+            repeats: int = 30, batch_sizes: Sequence[int] = (1, 32), threads: int = 1,
+            spread: bool = False) -> list[dict]:
     """Accuracy, size and (optionally) latency of each model, as rows for a table.
 
     The first model is the baseline for "x smaller" and the speed-ups. ``stored`` maps a name
     to the model whose state dict is its file (a lowered graph cannot be saved; its converted
     graph can). Latencies come from ``compare_latency``, all models taking turns, on the first
-    images of the test split.
+    images of the test split; ``spread=True`` adds each median's interquartile range ("IQR b1"),
+    the noise a speed-up has to be read against.
     """
     data = load_digits(size=32, layout="NCHW") if data is None else data
     stored = dict(stored or {})
@@ -599,6 +601,8 @@ def compare(models: Mapping[str, nn.Module], data: Dataset | None = None,
             base = result[names[0]].median_ms
             for row, n in zip(rows, names, strict=True):
                 row[f"batch {b} ms"] = round(result[n].median_ms, 3)
+                if spread:
+                    row[f"IQR b{b}"] = round(result[n].spread_ms, 3)
                 row[f"speed-up b{b}"] = round(base / result[n].median_ms, 2)
     return rows
 

@@ -60,8 +60,10 @@ from tutorial_lib.checks.integer import (
     check_requantize,
 )
 from tutorial_lib.checks.llm import (
+    check_gptq_step,
     check_int4_groups,
     check_perplexity,
+    check_quantize_q4_1,
     check_salient_channels,
     check_unpack_q4_1,
     check_w8a16_forward,
@@ -126,8 +128,8 @@ __all__ = [
     "check_magnitude_mask", "check_global_masks", "check_assign_clusters", "check_kd_loss",
     "check_clustered_bytes", "check_m_by_n_mask", "check_kmeans_step",
     # lesson 10: weight-only quantization of language models
-    "check_unpack_q4_1", "check_w8a16_forward", "check_int4_groups", "check_salient_channels",
-    "check_perplexity",
+    "check_unpack_q4_1", "check_quantize_q4_1", "check_w8a16_forward", "check_perplexity",
+    "check_salient_channels", "check_gptq_step", "check_int4_groups",
     # lesson 11: debugging an int8 model
     "check_layer_sqnr", "check_culprit", "check_int8_input", "check_keep_float_layers",
 ]

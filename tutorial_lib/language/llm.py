@@ -46,7 +46,7 @@ with quiet_stderr():
 
 __all__ = ["minilm_dir", "smollm2_file", "load_minilm", "load_smollm2", "text", "sentences",
            "embed", "linear_layers", "fake_quantize_weight", "WeightOnlyLinear", "swap_linears",
-           "capture_inputs", "perplexity", "awq_search"]
+           "capture_inputs", "windows", "window_nll", "perplexity", "awq_search"]
 
 THIRD_PARTY = Path(__file__).resolve().parents[1] / "third_party"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -325,12 +325,39 @@ def capture_inputs(model: nn.Module, ids: torch.Tensor, modules: dict,
     return seen
 
 
+def windows(ids: torch.Tensor, size: int, count: int | None = None) -> torch.Tensor:
+    """``ids`` (1, tokens) cut into ``count`` non-overlapping windows of ``size`` tokens, shape
+    ``(count, size)``; ``count=None`` takes as many as fit (the tail that does not fill a window
+    is left out)."""
+    fit = ids.shape[-1] // size
+    count = fit if count is None else count
+    if ids.ndim != 2 or ids.shape[0] != 1 or not 1 <= count <= fit:
+        raise ValueError(f"ids must be (1, tokens) holding {count} windows of {size}; got shape "
+                         f"{tuple(ids.shape)}, which holds {fit}.")
+    return ids[0, :count * size].reshape(count, size)
+
+
+@torch.no_grad()
+def window_nll(model: nn.Module, ids: torch.Tensor, batch: int = 4) -> np.ndarray:
+    """The negative log-likelihood of every next token, ``(windows, tokens - 1)`` float64, for
+    ``ids`` of shape ``(windows, tokens)`` (see :func:`windows`): each window is read from its own
+    start, ``batch`` windows per forward pass. ``exp`` of the mean is the perplexity; the rows are
+    what ``tl.weight_only.perplexity_interval`` resamples."""
+    out = []
+    for i in range(0, ids.shape[0], batch):
+        x = ids[i:i + batch]
+        logits = model(x).logits[:, :-1].float()
+        nll = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                          x[:, 1:].reshape(-1), reduction="none")
+        out.append(nll.reshape(x.shape[0], -1).double())
+    return torch.cat(out).numpy()
+
+
 @torch.no_grad()
 def perplexity(model: nn.Module, ids: torch.Tensor) -> float:
-    """``exp`` of the mean next-token cross-entropy of a causal LM on ``ids`` (1, tokens)."""
-    logits = model(ids).logits[0, :-1].float()
-    nll = nn.functional.cross_entropy(logits, ids[0, 1:])
-    return float(torch.exp(nll))
+    """``exp`` of the mean next-token cross-entropy of a causal LM on ``ids``: one text
+    ``(1, tokens)``, or windows of equal length ``(windows, tokens)``, each read from its start."""
+    return float(np.exp(window_nll(model, ids).mean()))
 
 
 @torch.no_grad()

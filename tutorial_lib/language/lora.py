@@ -128,25 +128,41 @@ class TopLayers:
 
     @torch.no_grad()
     def hidden(self, ids: torch.Tensor) -> torch.Tensor:
-        """The hidden state (1, tokens, hidden) entering layer ``n - k`` when the model reads ``ids``."""
+        """The hidden state (windows, tokens, hidden) entering layer ``n - k`` when the model
+        reads ``ids`` (windows, tokens); one text is one window."""
         return self.model(ids, output_hidden_states=True).hidden_states[self.first]
 
     def logits(self, h: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits (tokens, vocabulary) of the last ``k`` layers from ``h``; only the rows
-        ``positions`` when given (the output layer is the costly part)."""
+        """Logits of the last ``k`` layers from ``h`` (windows, tokens, hidden): (tokens,
+        vocabulary) for one window, (windows, tokens, vocabulary) for several; only the
+        positions ``positions`` when given (the output layer is the costly part)."""
         inner = self.model.model
         pos = torch.arange(h.shape[1])[None]
         rotary = inner.rotary_emb(h, position_ids=pos)
         for layer in inner.layers[self.first:]:
             h = layer(h, attention_mask=None, position_embeddings=rotary, position_ids=pos)
-        h = inner.norm(h)[0]
-        return self.model.lm_head(h if positions is None else h[positions])
+        h = inner.norm(h)
+        out = self.model.lm_head(h if positions is None else h[:, positions])
+        return out[0] if out.shape[0] == 1 else out
+
+    @torch.no_grad()
+    def window_nll(self, h: torch.Tensor, ids: torch.Tensor, batch: int = 4) -> np.ndarray:
+        """Next-token negative log-likelihoods (windows, tokens - 1) of ``ids`` (windows, tokens)
+        from their cached hidden state ``h``, as ``tl.llm.window_nll`` gives for the full model."""
+        out = []
+        for i in range(0, ids.shape[0], batch):
+            logits = self.logits(h[i:i + batch])
+            logits = logits[None] if logits.ndim == 2 else logits  # one window: (tokens, vocab)
+            targets = ids[i:i + batch, 1:]
+            nll = nn.functional.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]),
+                                              targets.reshape(-1), reduction="none")
+            out.append(nll.reshape(targets.shape).double())
+        return torch.cat(out).numpy()
 
     @torch.no_grad()
     def perplexity(self, h: torch.Tensor, ids: torch.Tensor) -> float:
-        """Perplexity of ``ids`` (1, tokens) from their cached hidden state ``h``."""
-        nll = nn.functional.cross_entropy(self.logits(h)[:-1].float(), ids[0, 1:])
-        return float(torch.exp(nll))
+        """Perplexity of ``ids`` (windows, tokens) from their cached hidden state ``h``."""
+        return float(np.exp(self.window_nll(h, ids).mean()))
 
 
 def finetune(top: TopLayers, h: torch.Tensor, ids: torch.Tensor, params: Sequence[nn.Parameter],

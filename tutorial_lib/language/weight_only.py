@@ -1,28 +1,37 @@
-"""Weight-only quantization of language models, in numpy: the ideas behind W8A16, AWQ and GPTQ.
+"""Weight-only quantization of language models, in numpy: the ideas behind W8A16, AWQ, GPTQ and NF4.
 
-Large language models are limited by the bytes of their weights, so the weights alone go to
-4 bits or fewer while activations stay in float (W4A16). Four ideas, one function each:
+Generating text one token at a time is limited by the bytes of the weights, so the weights go to
+4 bits or fewer while activations stay in float (W4A16 on GPUs; llama.cpp's CPU path quantizes
+the activations to 8 bits per block as well, see ``tl.gguf_blocks.dot_q4_1_q8_1``). One function
+per idea:
 
 - ``bits_per_weight``: what a format really costs once its scales and zero points are counted;
 - ``rtn``: round-to-nearest, per output channel or per group of input channels (the baseline);
+- ``nf4_levels`` and ``nf4``: QLoRA's 4-bit NormalFloat, 16 levels at quantiles of the normal
+  distribution, one absmax scale per block (Dettmers et al., 2023);
 - ``salient_channels``: AWQ's observation that the few input channels with the largest
   activations matter most (Lin et al., 2023);
 - ``gptq``: GPTQ's error feedback, which quantizes one column at a time and moves each column's
   rounding error onto the columns not yet quantized, weighted by the inverse Hessian of the
   layer's inputs (Frantar et al., 2022);
 
-and ``perplexity_from_logits``, the score everything is measured with. The PyTorch bridge that
+and the scores: ``perplexity_from_logits`` and ``perplexity_interval``, a bootstrap over windows
+of text that says which differences the evaluation text can resolve. The PyTorch bridge that
 applies them to real models is ``tutorial_lib.llm``.
 """
 
 from __future__ import annotations
+
+from statistics import NormalDist
+from typing import NamedTuple
 
 import numpy as np
 
 from tutorial_lib.core import groupwise
 from tutorial_lib.core.affine import choose_qparams, qrange
 
-__all__ = ["bits_per_weight", "rtn", "salient_channels", "gptq", "perplexity_from_logits"]
+__all__ = ["bits_per_weight", "rtn", "nf4_levels", "nf4", "salient_channels", "gptq",
+           "perplexity_from_logits", "Interval", "perplexity_interval"]
 
 
 def _check_bits(bits) -> int:
@@ -69,6 +78,49 @@ def rtn(w, bits: int, group_size: int | None = None, symmetric: bool = False) ->
     size = w.shape[1] if group_size is None else group_size
     qp = groupwise.choose_qparams(w, size, quant_min, quant_max, symmetric)
     return groupwise.fake_quantize(w, *qp, size, quant_min, quant_max)
+
+
+def nf4_levels() -> np.ndarray:
+    """QLoRA's 16 NormalFloat (NF4) levels in [-1, 1]: quantiles of the standard normal.
+
+    Dettmers et al. (2023, arXiv:2305.14314) want each of the 16 levels to be hit equally often
+    by normally distributed weights, and 0 to be exact. So the positive half takes 8 quantiles
+    and the negative half 7, at evenly spaced probabilities from 0.5 up to ``p``, plus 0, and
+    the whole set is divided by its largest value. ``p`` is the mean of ``1 - 1/(2*15)`` and
+    ``1 - 1/(2*16)`` (0.9677), which keeps the outermost quantiles finite; this is the
+    construction of bitsandbytes' ``create_normal_map``, which QLoRA ships.
+
+    >>> levels = nf4_levels()
+    >>> len(levels), float(levels[0]), float(levels[7]), float(levels[-1]), round(float(levels[8]), 4)
+    (16, -1.0, 0.0, 1.0, 0.0796)
+    """
+    p = (1 - 1 / (2 * 15) + 1 - 1 / (2 * 16)) / 2
+    ppf = NormalDist().inv_cdf
+    positive = [ppf(q) for q in np.linspace(p, 0.5, 9)[:-1]]
+    negative = [-ppf(q) for q in np.linspace(p, 0.5, 8)[:-1]]
+    levels = np.sort(np.array(positive + [0.0] + negative))
+    return (levels / levels.max()).astype(np.float32)
+
+
+def nf4(w, block_size: int = 64) -> np.ndarray:
+    """NF4 fake quantization: each block of ``block_size`` consecutive weights (row-major) is
+    divided by its largest ``|w|`` (its absmax, the one float scale QLoRA stores per block),
+    rounded to the nearest of the 16 ``nf4_levels()`` and multiplied back.
+
+    >>> w = np.array([[0.55, -2.0, 0.04, 0.6]])  # absmax 2: w / 2 = 0.275, -1, 0.02, 0.3
+    >>> (nf4(w, block_size=4) / 2).astype(float).round(4).tolist()  # the nearest levels, times 2
+    [[0.2461, -1.0, 0.0, 0.3379]]
+    """
+    w = np.asarray(w, dtype=np.float32)
+    if w.size == 0 or w.size % block_size:
+        raise ValueError(f"w must hold a whole number of blocks of {block_size} weights; "
+                         f"got shape {w.shape}.")
+    levels = nf4_levels()
+    blocks = w.reshape(-1, block_size)
+    absmax = np.abs(blocks).max(axis=1, keepdims=True)
+    scale = np.where(absmax == 0, np.float32(1), absmax)
+    code = np.searchsorted((levels[1:] + levels[:-1]) / 2, blocks / scale)  # nearest level
+    return (levels[code] * scale).reshape(w.shape)
 
 
 def salient_channels(x, fraction: float = 0.01) -> np.ndarray:
@@ -172,3 +224,54 @@ def perplexity_from_logits(logits, targets) -> float:
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     nll = -log_probs[np.arange(len(targets)), targets]
     return float(np.exp(nll.mean()))
+
+
+class Interval(NamedTuple):
+    """A value and its ``level`` bootstrap interval ``[low, high]``."""
+
+    value: float
+    low: float
+    high: float
+
+
+def perplexity_interval(nll, reference=None, level: float = 0.95, n_boot: int = 2000,
+                        seed: int = 0) -> Interval:
+    """Perplexity ``exp(mean(nll))`` with a percentile bootstrap interval over windows of text.
+
+    ``nll`` is ``(windows, tokens)``: the negative log-likelihood of every scored token, the
+    text cut into windows of equal length. Neighbouring tokens are not independent (a hard
+    passage is hard for many tokens in a row), so whole windows are resampled, ``n_boot``
+    times, with replacement, and the interval is the middle ``level`` of the resampled
+    perplexities. With ``reference`` (the same windows scored by another model) the value is
+    the perplexity ratio ``exp(mean(nll) - mean(reference))``, resampled with the same windows
+    for both (a paired bootstrap): what is common to both models cancels, so the ratio's
+    interval is far narrower than either perplexity's. A ratio interval that excludes 1 is a
+    difference this text resolves; one that contains 1 is not.
+
+    >>> nll = np.log([[2.0, 2.0], [4.0, 4.0], [8.0, 8.0]])
+    >>> ppl = perplexity_interval(nll)
+    >>> round(ppl.value, 6), ppl.low < ppl.value < ppl.high
+    (4.0, True)
+    >>> [round(v, 6) for v in perplexity_interval(nll + np.log(1.5), reference=nll)]
+    [1.5, 1.5, 1.5]
+    """
+    nll = np.asarray(nll, dtype=np.float64)
+    if nll.ndim != 2 or nll.shape[0] < 2 or nll.shape[1] < 1:
+        raise ValueError(f"nll must be (windows, tokens) with at least 2 windows; got shape {nll.shape}.")
+    if not np.all(np.isfinite(nll)):
+        raise ValueError("nll holds NaN or inf.")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), e.g. 0.95; got {level!r}.")
+    per_window = nll.mean(axis=1)
+    if reference is not None:
+        reference = np.asarray(reference, dtype=np.float64)
+        if reference.shape != nll.shape:
+            raise ValueError(f"reference must score the same windows: shape {nll.shape}; got "
+                             f"{reference.shape}.")
+        per_window = per_window - reference.mean(axis=1)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(per_window), size=(n_boot, len(per_window)))
+    boot = np.exp(per_window[draws].mean(axis=1))
+    low, high = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
+    value = float(np.exp(per_window.mean()))
+    return Interval(value, float(min(low, value)), float(max(high, value)))
