@@ -895,8 +895,8 @@ def learner_files(root: Path = ROOT, wheelhouse: bool = False) -> list:
     files = []
     for dirpath, dirs, names in os.walk(str(root)):
         dirs[:] = sorted(d for d in dirs if d not in leave_out and not d.endswith(".egg-info"))
-        for name in sorted(names):
-            files.append(Path(dirpath, name).relative_to(root))
+        for name in sorted(n for n in names if n not in leave_out):  # .git is a file in a
+            files.append(Path(dirpath, name).relative_to(root))      # worktree or submodule
     return files
 
 
