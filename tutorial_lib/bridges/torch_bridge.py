@@ -45,6 +45,7 @@ from tutorial_lib.bridges.torch_model import (  # noqa: F401  (re-exported; tl.q
     state_dict_bytes,
     summarize_times,
     to_tensor,
+    torch_cnn,
     train,
     trained_cnn,
     trained_resnet,
@@ -76,26 +77,12 @@ from tutorial_lib.bridges.torch_quant import (  # noqa: F401  (re-exported; the 
 
 __all__ = [  # the names of torch_model, then those of torch_quant
     "CourseCNN", "CourseResNet", "accuracy", "predict", "to_tensor", "train", "trained_cnn",
-    "trained_resnet", "fold_batchnorm",
+    "trained_resnet", "torch_cnn", "fold_batchnorm",
     "weighted_layers", "layer_inputs", "fake_quantize_model", "state_dict_bytes", "layer_costs",
     "logits", "digits_accuracy", "agreement", "Latency", "summarize_times", "compare_latency",
     "latency", "compare", "format_table", "use_course_engine", "KNOWN_WARNINGS",
     "load_quantization_apis", "fuse_groups", "calibrate", "eager_dynamic_int8",
     "eager_static_int8", "eager_qat_int8", "export_for_quantization", "x86_quantizer",
     "arm_quantizer", "pt2e_quantizer", "drop_unused_weights", "lower_to_x86", "lower",
-    "lowering_label", "pt2e_int8", "pt2e_qat_int8", "quantized_summary", "torch_cnn",
+    "lowering_label", "pt2e_int8", "pt2e_qat_int8", "quantized_summary",
 ]
-
-
-def torch_cnn(trained: bool = True, seed: int = 0) -> CourseCNN:
-    """The PyTorch course CNN: the shipped trained model (eval mode) or freshly initialized.
-
-    An untrained model is initialized after ``torch.manual_seed(seed)``, so the same seed gives
-    the same initial weights.
-    """
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"seed must be an integer; got {seed!r}.")
-    if trained:
-        return trained_cnn(seed)
-    torch.manual_seed(seed)
-    return CourseCNN()

@@ -32,7 +32,7 @@ from tutorial_lib.course import shipped
 from tutorial_lib.course.data import Dataset, load_digits
 
 __all__ = ["CourseCNN", "CourseResNet", "accuracy", "predict", "to_tensor", "train", "trained_cnn",
-           "trained_resnet",
+           "trained_resnet", "torch_cnn",
            "fold_batchnorm", "weighted_layers", "layer_inputs", "fake_quantize_model",
            "state_dict_bytes", "layer_costs", "logits", "digits_accuracy", "agreement", "Latency",
            "summarize_times", "compare_latency", "latency", "compare", "format_table"]
@@ -277,6 +277,17 @@ def trained_cnn(seed: int = 0) -> CourseCNN:
     trained here. Each call returns a new model: quantize or fine-tune it freely.
     """
     return _shipped_model(CourseCNN(), "course_cnn", seed)
+
+
+def torch_cnn(trained: bool = True, seed: int = 0) -> CourseCNN:
+    """The course CNN: the shipped trained model (eval mode) or freshly initialized, after
+    ``torch.manual_seed(seed)``, so that the same seed gives the same initial weights."""
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed must be an integer; got {seed!r}.")
+    if trained:
+        return trained_cnn(seed)
+    torch.manual_seed(seed)
+    return CourseCNN()
 
 
 def trained_resnet(seed: int = 0) -> CourseResNet:
