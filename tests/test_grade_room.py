@@ -155,8 +155,12 @@ def test_without_a_sandbox_grading_warns_and_still_reports_and_contains_the_home
              "pathlib.Path(os.path.expanduser('~'), 'planted.txt').write_text('x')",
              "assert 'JUPYTERHUB_API_TOKEN' not in os.environ, 'the token leaked'")
     monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "secret")
-    table, out, before, after = grade_it(small, home, monkeypatch, sandbox=False)
-    assert "Warning: --no-sandbox" in out and "WITHOUT a sandbox" in out
+    monkeypatch.setattr(grade, "_BWRAP", [None])  # as on a machine without bubblewrap
+    monkeypatch.setattr(grade.shutil, "which", lambda name: None)
+    table, out, before, after = grade_it(small, home, monkeypatch, sandbox=True)
+    why = grade._no_bubblewrap()
+    assert f"Warning: {why}. Learners' code runs WITHOUT a sandbox" in out
+    assert "sudo apt install bubblewrap" in why or not sys.platform.startswith("linux")
     assert result(table, "carol") == {("", "timed out")}
     assert result(table, "dave") == {("", "kernel died")}
     assert result(table, "mallory") == {("", "wrote outside its folder")}

@@ -540,6 +540,14 @@ def _cell(reports: list) -> str:
     return ",".join(text)
 
 
+def _no_bubblewrap() -> str:
+    if not sys.platform.startswith("linux"):
+        return "bubblewrap exists on Linux only"
+    if shutil.which("bwrap"):
+        return "bubblewrap cannot make its namespaces here (a container that forbids them?)"
+    return "bubblewrap is not installed (Debian/Ubuntu: sudo apt install bubblewrap)"
+
+
 def grade_room(folder: Path, csv_path: Path, limit: int = LIMIT, jobs: int = 2,
                sandbox: bool = True, out=None) -> int:
     out = out or sys.stdout
@@ -554,10 +562,7 @@ def grade_room(folder: Path, csv_path: Path, limit: int = LIMIT, jobs: int = 2,
         how = ("under bubblewrap: system read-only, private /tmp and home, no network; your "
                "home, the course folder and the room's folder hidden")
     else:
-        why = "--no-sandbox" if not sandbox else (
-            "bubblewrap is not installed (Debian/Ubuntu: sudo apt install bubblewrap)"
-            if os.name == "posix" and sys.platform.startswith("linux") else
-            "bubblewrap exists on Linux only")
+        why = "--no-sandbox" if not sandbox else _no_bubblewrap()
         how = "WITHOUT a sandbox"
         print(f"Warning: {why}. Learners' code runs {how}, as your user, with an empty "
               "temporary home and folder, a clean environment, resource limits and a hard "
@@ -577,7 +582,9 @@ def grade_room(folder: Path, csv_path: Path, limit: int = LIMIT, jobs: int = 2,
               f"({report.seconds:.1f} s)", file=out, flush=True)
         return learner, report
 
-    graded = _map(one, todo, jobs)
+    # the longest first, so that the last two end together; reported in the room's order
+    order = sorted(todo, key=lambda pair: -_expected_seconds(pair[1], {}))
+    graded = sorted(_map(one, order, jobs), key=lambda done: (done[0], str(done[1].path)))
     rows = [["learner", "lesson", "exercise", "result", "reason"]]
     table: dict = {}
     for learner, path in pairs:
@@ -814,11 +821,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     bwrap = None if args.no_sandbox else bubblewrap()
+    if bwrap is None and not args.no_sandbox:
+        print(f"Note: {_no_bubblewrap()}; the notebooks run without a sandbox, in a temporary "
+              "copy with an empty home and a time limit.", file=sys.stderr, flush=True)
     course = _course_root()
     hide = [Path.home()] + ([course] if course else [])
+    reports = _map(lambda path: run_apart(path, limit, bwrap, hide + [path.resolve().parent]),
+                   args.paths, args.jobs)
     status = 0
-    for path in args.paths:
-        report = run_apart(path, limit, bwrap, hide + [path.resolve().parent])
+    for path, report in zip(args.paths, reports):  # noqa: B905
         if report.problem in ("missing", "not a notebook"):
             print(f"error: {path}: {report.problem_reason}", file=sys.stderr)
             status = 2
