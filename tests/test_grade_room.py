@@ -155,8 +155,12 @@ def test_without_a_sandbox_grading_warns_and_still_reports_and_contains_the_home
              "pathlib.Path(os.path.expanduser('~'), 'planted.txt').write_text('x')",
              "assert 'JUPYTERHUB_API_TOKEN' not in os.environ, 'the token leaked'")
     monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "secret")
-    table, out, before, after = grade_it(small, home, monkeypatch, sandbox=False)
-    assert "Warning: --no-sandbox" in out and "WITHOUT a sandbox" in out
+    monkeypatch.setattr(grade, "_BWRAP", [None])  # as on a machine without bubblewrap
+    monkeypatch.setattr(grade.shutil, "which", lambda name: None)
+    table, out, before, after = grade_it(small, home, monkeypatch, sandbox=True)
+    why = grade._no_bubblewrap()
+    assert f"Warning: {why}. Learners' code runs WITHOUT a sandbox" in out
+    assert "sudo apt install bubblewrap" in why or not sys.platform.startswith("linux")
     assert result(table, "carol") == {("", "timed out")}
     assert result(table, "dave") == {("", "kernel died")}
     assert result(table, "mallory") == {("", "wrote outside its folder")}
@@ -264,3 +268,29 @@ def test_the_cache_key_is_the_code_and_the_library_not_the_outputs(tmp_path):
     exercise(path, WRONG)
     assert grade.code_hash(path, "lib-1") != key
     assert grade.code_hash(tmp_path / "missing.ipynb", "lib-1") is None
+
+
+def test_ctrl_c_stops_every_notebook_and_leaves_no_copy_behind(tmp_path):
+    if os.name != "posix":
+        pytest.skip("Ctrl+C is sent as SIGINT on POSIX")
+    import signal
+    import subprocess
+    import time
+
+    for learner in ("a", "b"):
+        notebook(tmp_path / "room" / learner / "02_loop.ipynb", "while True:\n    pass")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    proc = subprocess.Popen(  # a shell's background job would ignore SIGINT: restore it
+        [sys.executable, "-m", "tutorial_lib.grade", "--no-sandbox", str(tmp_path / "room")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=dict(os.environ, TMPDIR=str(scratch)),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 60
+    while len(list(scratch.glob("course-grade-*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "Interrupted" in out
+    time.sleep(1)
+    assert list(scratch.glob("course-grade-*")) == []

@@ -39,6 +39,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -326,6 +327,29 @@ def _kill_tree(proc: subprocess.Popen) -> None:
         pass
 
 
+_STOP = threading.Event()  # Ctrl+C: every worker is killed, not left to run to its limit
+_RUNNING: dict = {}  # the workers running now, and their temporary folders
+
+
+def _map(function, items: list, jobs: int) -> list:
+    """``function`` over ``items``, ``jobs`` at a time; on Ctrl+C the workers are killed (a
+    notebook run in this process is abandoned: its kernel exits with this process)."""
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    try:
+        return list(pool.map(function, items))
+    except KeyboardInterrupt:
+        _STOP.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc, temporary in list(_RUNNING.items()):
+            _kill_tree(proc)
+            shutil.rmtree(str(temporary), ignore_errors=True)
+        print("\nInterrupted: the notebooks still running were stopped.", file=sys.stderr,
+              flush=True)
+        os._exit(130)  # the threads running a kernel in this process cannot be joined
+    finally:
+        pool.shutdown(wait=False)
+
+
 def _watch(proc: subprocess.Popen, err: Path, limit: int) -> bool:
     """Wait for the worker; kill its process group when its cells run past ``limit`` + GRACE
     seconds (the worker stops itself at ``limit``: this is for one that does not), or when its
@@ -342,7 +366,7 @@ def _watch(proc: subprocess.Popen, err: Path, limit: int) -> bool:
                 pass
         late = (now - spawned > STARTUP) if first_cell is None else (
             now - first_cell > limit + GRACE)
-        if late:
+        if late or _STOP.is_set():
             _kill_tree(proc)
             try:
                 proc.wait(timeout=GRACE)
@@ -394,7 +418,11 @@ def run_apart(path: Path, limit: int = LIMIT, sandbox: str | None = None, hide=(
                       else {"start_new_session": True})
             proc = subprocess.Popen(command, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
                                     cwd=str(cwd), env=env, **kwargs)
-            killed = _watch(proc, temporary / "err", limit)
+            _RUNNING[proc] = temporary
+            try:
+                killed = _watch(proc, temporary / "err", limit)
+            finally:
+                _RUNNING.pop(proc, None)
         stdout = (temporary / "out").read_text(encoding="utf-8", errors="replace")
         stderr = (temporary / "err").read_text(encoding="utf-8", errors="replace")
         kernel = re.findall("^" + re.escape(_KERNEL) + r"(\d+)$", stderr, re.M)
@@ -512,6 +540,14 @@ def _cell(reports: list) -> str:
     return ",".join(text)
 
 
+def _no_bubblewrap() -> str:
+    if not sys.platform.startswith("linux"):
+        return "bubblewrap exists on Linux only"
+    if shutil.which("bwrap"):
+        return "bubblewrap cannot make its namespaces here (a container that forbids them?)"
+    return "bubblewrap is not installed (Debian/Ubuntu: sudo apt install bubblewrap)"
+
+
 def grade_room(folder: Path, csv_path: Path, limit: int = LIMIT, jobs: int = 2,
                sandbox: bool = True, out=None) -> int:
     out = out or sys.stdout
@@ -526,10 +562,7 @@ def grade_room(folder: Path, csv_path: Path, limit: int = LIMIT, jobs: int = 2,
         how = ("under bubblewrap: system read-only, private /tmp and home, no network; your "
                "home, the course folder and the room's folder hidden")
     else:
-        why = "--no-sandbox" if not sandbox else (
-            "bubblewrap is not installed (Debian/Ubuntu: sudo apt install bubblewrap)"
-            if os.name == "posix" and sys.platform.startswith("linux") else
-            "bubblewrap exists on Linux only")
+        why = "--no-sandbox" if not sandbox else _no_bubblewrap()
         how = "WITHOUT a sandbox"
         print(f"Warning: {why}. Learners' code runs {how}, as your user, with an empty "
               "temporary home and folder, a clean environment, resource limits and a hard "
@@ -549,8 +582,9 @@ def grade_room(folder: Path, csv_path: Path, limit: int = LIMIT, jobs: int = 2,
               f"({report.seconds:.1f} s)", file=out, flush=True)
         return learner, report
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        graded = list(pool.map(one, todo))
+    # the longest first, so that the last two end together; reported in the room's order
+    order = sorted(todo, key=lambda pair: -_expected_seconds(pair[1], {}))
+    graded = sorted(_map(one, order, jobs), key=lambda done: (done[0], str(done[1].path)))
     rows = [["learner", "lesson", "exercise", "result", "reason"]]
     table: dict = {}
     for learner, path in pairs:
@@ -690,8 +724,7 @@ def progress(paths: list, jobs: int = 2, limit: int = LIMIT, use_cache: bool = T
     except (OSError, ValueError):
         times = {}
     order = sorted(range(len(paths)), key=lambda i: -_expected_seconds(paths[i], times))
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        done = dict(zip(order, pool.map(one, [paths[i] for i in order])))  # noqa: B905
+    done = dict(zip(order, _map(one, [paths[i] for i in order], jobs)))  # noqa: B905
     reports = [done[i] for i in range(len(paths))]
     times.update({r.path.name: round(r.seconds, 1) for r in reports if not r.cached})
     if use_cache:
@@ -788,11 +821,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     bwrap = None if args.no_sandbox else bubblewrap()
+    if bwrap is None and not args.no_sandbox:
+        print(f"Note: {_no_bubblewrap()}; the notebooks run without a sandbox, in a temporary "
+              "copy with an empty home and a time limit.", file=sys.stderr, flush=True)
     course = _course_root()
     hide = [Path.home()] + ([course] if course else [])
+    reports = _map(lambda path: run_apart(path, limit, bwrap, hide + [path.resolve().parent]),
+                   args.paths, args.jobs)
     status = 0
-    for path in args.paths:
-        report = run_apart(path, limit, bwrap, hide + [path.resolve().parent])
+    for path, report in zip(args.paths, reports):  # noqa: B905
         if report.problem in ("missing", "not a notebook"):
             print(f"error: {path}: {report.problem_reason}", file=sys.stderr)
             status = 2
