@@ -126,10 +126,11 @@ def test_a_sandboxed_room_reports_every_hostile_notebook_and_nothing_outside_cha
     assert result(table, "frank") == {("", "not a notebook")}
     assert len([r for r in table if r["learner"] == "frank"]) == 3
     assert "symbolic link" in reasons(table, "frank") and "the teacher's" not in reasons(table, "frank")
-    # mallory: the package is read-only (the cell raises), the course folder and the teacher's
-    # home are out of sight (the writes land in a throwaway), her own home is reported
+    # mallory: the package is read-only, the course folder and the teacher's home are empty and
+    # read-only (each of those cells raises), what she leaves in her own home is reported
     mallory = reasons(table, "mallory")
-    assert "Read-only file system" in mallory and "planted.py" in mallory
+    for planted in (PACKAGE / "planted.py", ROOT / "planted.txt", home / "planted.txt"):
+        assert f"Read-only file system: '{planted}'" in mallory
     assert result(table, "mallory") == {("", "cell raised"), ("", "wrote outside its folder")}
     assert "~/planted.txt" in mallory
     assert f"FileNotFoundError: [Errno 2] No such file or directory: '{ROOT / 'solutions'}'" in mallory
@@ -217,7 +218,7 @@ def test_the_sandbox_hides_the_home_and_course_and_binds_back_python_and_the_pac
     assert f"--ro-bind {PACKAGE} {PACKAGE}" in text and f"--ro-bind {sys.prefix}" in text
     # mounts apply in order: what is hidden first, then what comes back, then the copy
     assert text.index(f"--tmpfs {ROOT}") < text.index(f"--ro-bind {PACKAGE}") < text.index(
-        f"--bind {tmp_path / 'work'}")
+        f"--bind {tmp_path / 'work'}") < text.index(f"--remount-ro {ROOT}")
 
 
 def test_the_learners_environment_keeps_no_token_and_no_path_of_the_teacher(tmp_path,

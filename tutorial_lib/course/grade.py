@@ -259,17 +259,20 @@ def bubblewrap() -> str | None:
 def sandbox_command(bwrap: str, work: Path, home: Path, hide=()) -> list:
     """bwrap's arguments: the system read-only, a private /dev, /proc and /tmp, no network, no
     other process in sight; ``hide`` (the teacher's home, the course folder, the room's folder)
-    covered by empty folders; this Python and the package back, read-only; ``work`` (the
-    notebook's copy) and ``home`` (its empty home) writable."""
+    covered by empty read-only folders; this Python and the package back, read-only; ``work``
+    (the notebook's copy) and ``home`` (its empty home) writable."""
     command = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
-    for folder in sorted({str(Path(h).resolve()) for h in hide if Path(h).exists()}):
+    hidden = sorted({str(Path(h).resolve()) for h in hide if Path(h).exists()})
+    for folder in hidden:
         command += ["--tmpfs", folder]
     exposed = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
                str(Path(sys.executable).resolve().parent.parent), str(_package_dir())}
     for folder in sorted(f for f in exposed if Path(f).exists() and Path(f) != Path("/")):
         command += ["--ro-bind", folder, folder]
-    return command + ["--bind", str(work), str(work), "--bind", str(home), str(home),
-                      "--chdir", str(work), "--unshare-all", "--die-with-parent",
+    command += ["--bind", str(work), str(work), "--bind", str(home), str(home)]
+    for folder in hidden:  # empty and read-only: a write there fails, and the report says so
+        command += ["--remount-ro", folder]
+    return command + ["--chdir", str(work), "--unshare-all", "--die-with-parent",
                       "--new-session", "--"]
 
 
