@@ -117,6 +117,8 @@ def test_keep_float_and_16x8_fix_the_planted_outlier_in_litert():
     assert float_ops, "conv3 should run in float32"
     with pytest.raises(ValueError, match="choose one fix"):
         debug.litert_convert(model, calibration, int16_activations=True, keep_float=["conv3"])
+    with pytest.raises(ValueError, match="int8 activations only"):
+        debug.litert_layer_stats(model, calibration, calibration[:4], int16_activations=True)
 
 
 def test_litert_layer_stats_point_at_the_planted_layer_quietly(capfd):

@@ -308,13 +308,20 @@ def litert_layer_stats(model, calibration, x, per_channel: bool = True,
     ``{layer: {"op", "scale", "rmse/scale", "max_abs_error"}}`` in operator order; ``rmse/scale``
     is the root-mean-square error in steps of the output's scale: about 0.29 (a uniform
     rounding error of half a step) for a healthy layer, far more for a broken one. The model's
-    last layer is ``"output"``, as in ``litert_activations``.
+    last layer is ``"output"``, as in ``litert_activations``. Int8 activations only:
+    ``int16_activations=True`` raises ValueError.
     """
     import csv
     import io
 
     from tutorial_lib import tflite_bridge as kb
 
+    if int16_activations:
+        # mlir_quantize, which the debugger calls, defaults to int8 (TF's debugger README:
+        # "only supported for full integer (int8) quantization")
+        raise ValueError("litert_layer_stats works with int8 activations only: with "
+                         "int16_activations=True TensorFlow's QuantizationDebugger silently "
+                         "reports an int8 model. Compare 16x8 with litert_activations instead.")
     samples = _calibration(calibration)
     debugger = _quantization_debugger(model, samples, per_channel, int16_activations,
                                       debug_x=x)
