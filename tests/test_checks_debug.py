@@ -1,39 +1,77 @@
-"""Lesson 11's checkers: right answers pass, wrong ones fail with a clear report."""
+"""Lesson 11's checkers: right answers pass, the mistakes learners make fail with their hint."""
 
 import math
 
 import numpy as np
+import pytest
 
-from tutorial_lib import checks, debug
-
-
-def _int8_input(x, details):
-    scale, zero_point = details["quantization"]
-    v = np.asarray(x, np.float64) / scale
-    q = np.sign(v) * np.floor(np.abs(v) + 0.5) + zero_point
-    return np.clip(q, -128, 127).astype(np.int8)
+from tutorial_lib import checks, debug, equalize
 
 
-def _keep_float(sqnr, max_drop_db):
-    lost = debug.drops(sqnr)
-    return [name for name in sqnr if lost[name] > max_drop_db]
+def _cle_scales(w1, b1, w2):
+    return equalize.equalize_pair(w1, b1, w2).scales
 
 
-def test_the_library_passes_every_checker(capsys):
+def _split(model, calibration_x, per_channel=False, fold=True, weight_bits=None,
+           in_place=False):
+    import tutorial_lib as tl
+    tb = tl.torch_bridge
+    folded = tb.fold_batchnorm(model) if fold else model
+    if in_place:  # a learner who edits the planted model itself
+        with tb.torch.no_grad():
+            model.conv1.weight.mul_(1.0)
+            model.conv1.weight[0, 0, 0, 0] += 1e-3
+    inputs = tb.layer_inputs(folded, calibration_x, tb.weighted_layers(folded))
+    qparams = {n: tl.choose_qparams(float(x.min()), float(x.max()), 0, 255)
+               for n, x in inputs.items()}
+    return {"weights only": tb.fake_quantize_model(folded, {}, per_channel=per_channel),
+            "activations only": tb.fake_quantize_model(folded, qparams, quant_min=0,
+                                                       quant_max=255, weight_bits=weight_bits)}
+
+
+def _sweep(model, calibration_x, layers, per_channel=False, inverse=False, percent=False):
+    import tutorial_lib as tl
+    result = {}
+    for layer in layers:
+        keep = [n for n in layers if n != layer] if inverse else [layer]
+        q = debug.torch_pt2e(model, calibration_x, per_channel=per_channel, keep_float=keep)
+        result[layer] = tl.torch_bridge.digits_accuracy(q) * (100 if percent else 1)
+    return result
+
+
+def _each_named(check, wrong, capsys):
+    """Every wrong answer fails, and its report carries the hint that names its mistake."""
+    for hint, fn in wrong.items():
+        assert not check(fn)
+        out = capsys.readouterr().out
+        assert hint in out, (hint, out)
+
+
+def test_the_library_passes_the_numpy_checkers(capsys):
     assert checks.check_layer_sqnr(debug.layer_sqnr)
     assert checks.check_culprit(debug.culprit)
-    assert checks.check_int8_input(_int8_input)
-    assert checks.check_keep_float_layers(_keep_float)
+    assert checks.check_cle_scales(_cle_scales)
     out = capsys.readouterr().out
-    assert "✓ layer_sqnr: 4/4" in out and "✓ culprit: 6/6" in out and "✓ keep_float_layers: 5/5 exact" in out
+    assert "✓ layer_sqnr: 5/5" in out and "✓ culprit: 7/7 exact" in out
+    assert "✓ cle_scales: 3/3" in out
 
 
 def test_wrong_sqnr_answers_are_named(capsys):
-    def no_log(reference, quantized):  # a ratio, not decibels
-        return {n: float(np.sum(reference[n] ** 2) / max(np.sum((reference[n] - quantized[n]) ** 2),
-                                                         1e-30)) for n in reference if n in quantized}
-    assert not checks.check_layer_sqnr(no_log)
-    assert "max difference" in capsys.readouterr().out
+    def torchao(reference, quantized):  # torchao's compute_sqnr: the quantized tensor as signal
+        out = {}
+        for n in reference:
+            if n in quantized:
+                x, x_hat = reference[n], quantized[n]
+                noise = np.sum((x - x_hat) ** 2)
+                out[n] = math.inf if noise == 0 else float(10 * np.log10(np.sum(x_hat**2) / noise))
+        return out
+    assert not checks.check_layer_sqnr(torchao)
+    assert "torchao's compute_sqnr" in capsys.readouterr().out
+
+    def twenty(reference, quantized):
+        return {n: 2 * db for n, db in debug.layer_sqnr(reference, quantized).items()}
+    assert not checks.check_layer_sqnr(twenty)
+    assert "20 * log10 is for a ratio of amplitudes" in capsys.readouterr().out
 
     def every_name(reference, quantized):
         return {**{n: 0.0 for n in reference}, "extra": 0.0}
@@ -49,77 +87,103 @@ def test_wrong_sqnr_answers_are_named(capsys):
     assert "NaN: got NaN where a number is expected" in capsys.readouterr().out
 
 
-def test_wrong_culprits_get_the_hint(capsys):
-    def lowest(sqnr):
-        return min(sqnr, key=sqnr.get)
-    assert not checks.check_culprit(lowest)
-    assert "not the lowest" in capsys.readouterr().out
+def test_wrong_culprits_get_their_hint(capsys):
+    assert not checks.check_culprit(lambda sqnr: min(sqnr, key=sqnr.get))
+    assert "not the lowest SQNR" in capsys.readouterr().out
+
+    def db_drop(sqnr):  # the old rule: the largest drop in dB from 48 dB
+        previous, lost = 48.0, {}
+        for name, db in sqnr.items():
+            lost[name], previous = previous - min(db, 48.0), min(db, 48.0)
+        return max(lost, key=lost.get)
+    assert not checks.check_culprit(db_drop)
+    assert "largest drop in dB" in capsys.readouterr().out
 
     def uncapped(sqnr):
-        names, values = list(sqnr), [48.0, *sqnr.values()]
-        return names[int(np.argmax(-np.diff(values)))]
+        previous, added = 0.0, {}
+        for name, db in sqnr.items():
+            share = 0.0 if math.isinf(db) else 10 ** (-db / 10)
+            added[name], previous = share - previous, share
+        return max(added, key=added.get)
     assert not checks.check_culprit(uncapped)
-    out = capsys.readouterr().out
-    assert "✗ culprit" in out and "expected: 'conv2'" in out
+    assert "cap each share at 1" in capsys.readouterr().out
 
     assert not checks.check_culprit(lambda sqnr: 3)
     assert "int 3, not a layer name" in capsys.readouterr().out
 
 
-def test_wrong_int8_inputs(capsys):
-    def times_255(x, details):
-        return np.clip(np.round(x * 255), -128, 127).astype(np.int8)
-    assert not checks.check_int8_input(times_255)
-    assert "ignores the zero point" in capsys.readouterr().out
-
-    def as_int64(x, details):
-        return _int8_input(x, details).astype(np.int64)
-    assert not checks.check_int8_input(as_int64)
-    assert "dtype: expected int8, got int64" in capsys.readouterr().out
-
-    def wraps(x, details):
-        scale, zero_point = details["quantization"]
-        return (np.round(x / scale) + zero_point).astype(np.int64).astype(np.int8)
-    assert not checks.check_int8_input(wraps)
-    assert "first wrong case" in capsys.readouterr().out
-
-    def flat(x, details):
-        return _int8_input(x, details).ravel()
-    assert not checks.check_int8_input(flat)
-    assert "shape: expected" in capsys.readouterr().out
+def test_wrong_cle_scales_get_their_hint(capsys):
+    def ranges(w, axis):
+        others = tuple(i for i in range(w.ndim) if i != axis)
+        return w.max(axis=others) - w.min(axis=others)
+    wrong = {
+        "upside down": lambda w1, b1, w2: np.sqrt(ranges(w2, 1) / ranges(w1, 0)),
+        "square root splits": lambda w1, b1, w2: ranges(w1, 0) / ranges(w2, 1),
+        "not max |w|": lambda w1, b1, w2: np.sqrt(
+            np.abs(w1).reshape(w1.shape[0], -1).max(axis=1)
+            / np.abs(np.moveaxis(w2, 1, 0)).reshape(w2.shape[1], -1).max(axis=1)),
+        "*input* channel": lambda w1, b1, w2: np.sqrt(ranges(w1, 0) / (ranges(w2, 0) + 1e-9)),
+    }
+    _each_named(checks.check_cle_scales, wrong, capsys)
+    # one range for the whole tensor: no named mistake, the general hint
+    assert not checks.check_cle_scales(lambda w1, b1, w2: np.full(
+        w1.shape[0], np.sqrt(np.ptp(w1) / np.ptp(w2))))
+    assert "hint: r1 = max - min" in capsys.readouterr().out
 
 
-def test_wrong_keep_float_lists(capsys):
-    assert not checks.check_keep_float_layers(lambda sqnr, budget: [debug.culprit(sqnr)])
-    assert "first wrong case" in capsys.readouterr().out
-    assert not checks.check_keep_float_layers(lambda sqnr, budget: "conv2")
-    assert "not a list of layer names" in capsys.readouterr().out
+def test_split_checker_on_the_real_model(capsys):
+    pytest.importorskip("torchao")
+    assert checks.check_weight_activation_split(_split)
+    assert "✓ weight_activation_split: 3/3 exact" in capsys.readouterr().out
+    wrong = {
+        "bn2's gamma: fold first": lambda m, c: _split(m, c, fold=False),
+        "per-channel weight scales": lambda m, c: _split(m, c, per_channel=True),
+        "keep the weights float (weight_bits=None)": lambda m, c: _split(m, c, weight_bits=8),
+        "work on a copy": lambda m, c: _split(m, c, in_place=True),
+        "the two are swapped": lambda m, c: dict(zip(("activations only", "weights only"),
+                                                     _split(m, c).values(), strict=True)),
+    }
+    _each_named(checks.check_weight_activation_split, wrong, capsys)
+    assert not checks.check_weight_activation_split(lambda m, c: [m, m])
+    assert "return {" in capsys.readouterr().out
 
-    def at_least(sqnr, budget):
-        lost = debug.drops(sqnr)
-        return [n for n in sqnr if lost[n] >= budget]
-    assert not checks.check_keep_float_layers(at_least)
-    assert "more than, not at least" in capsys.readouterr().out
+
+def test_sweep_checker_on_the_real_model(capsys):
+    pytest.importorskip("torchao")
+    assert checks.check_float_sweep(_sweep)
+    assert "✓ float_sweep: 1/1 exact" in capsys.readouterr().out
+    wrong = {
+        "keeps every layer *but* one": lambda m, c, ls: _sweep(m, c, ls, inverse=True),
+        "per-channel int8 models": lambda m, c, ls: _sweep(m, c, ls, per_channel=True),
+        "not percent": lambda m, c, ls: _sweep(m, c, ls, percent=True),
+        "in that order": lambda m, c, ls: dict(reversed(_sweep(m, c, ls).items())),
+    }
+    _each_named(checks.check_float_sweep, wrong, capsys)
+
+
+def test_equalize_outlier_takes_a_learners_scales():
+    pytest.importorskip("torchao")
+    model, _ = checks.debug.planted_cnn(0)
+    ours = debug.equalize_outlier(model, "conv2", "conv3", scales=_cle_scales)
+    assert np.max(ours) > 100  # the planted channel's scale
+    with pytest.raises(ValueError, match="positive finite"):
+        debug.equalize_outlier(model, "conv2", "conv3", scales=lambda w1, b1, w2: -np.ones(32))
 
 
 def test_unfinished_exercises_say_so(capsys):
     def todo(*args):
         raise NotImplementedError
-    for check in (checks.check_layer_sqnr, checks.check_culprit, checks.check_int8_input,
-                  checks.check_keep_float_layers):
+    for check in (checks.check_layer_sqnr, checks.check_culprit, checks.check_cle_scales,
+                  checks.check_weight_activation_split, checks.check_float_sweep):
         assert not check(todo)
-    assert capsys.readouterr().out.count("not implemented yet") == 4
-    assert math.isinf(debug.layer_sqnr({"a": np.ones(2)}, {"a": np.ones(2)})["a"])
-
-
-def _times_255(x, details):
-    return np.clip(np.round(x * 255), -128, 127).astype(np.int8)
+    assert capsys.readouterr().out.count("not implemented yet") == 5
 
 
 # For tests/test_checks.py: one right and one wrong answer per checker.
-REFERENCES = {"layer_sqnr": debug.layer_sqnr, "culprit": debug.culprit,
-              "int8_input": _int8_input, "keep_float_layers": _keep_float}
+REFERENCES = {"layer_sqnr": debug.layer_sqnr, "culprit": debug.culprit, "cle_scales": _cle_scales,
+              "weight_activation_split": _split, "float_sweep": _sweep}
 MISTAKES = {"layer_sqnr": lambda r, q: {n: 0.0 for n in r if n in q},
             "culprit": lambda sqnr: min(sqnr, key=sqnr.get),
-            "int8_input": _times_255,
-            "keep_float_layers": lambda sqnr, budget: [debug.culprit(sqnr)]}
+            "cle_scales": lambda w1, b1, w2: np.ones(w1.shape[0]),
+            "weight_activation_split": lambda m, c: _split(m, c, fold=False),
+            "float_sweep": lambda m, c, ls: _sweep(m, c, ls, per_channel=True)}

@@ -1,4 +1,4 @@
-"""tl.debug: per-layer SQNR, drops and culprits (numpy), and the LiteRT bridge on the course CNN."""
+"""tl.debug: per-layer SQNR, noise added and culprits (numpy), and the LiteRT bridge on the course CNN."""
 
 import math
 
@@ -18,6 +18,8 @@ def test_layer_sqnr_matches_the_formula_and_keeps_order():
         ratio = np.sum(x[name] ** 2) / np.sum((x[name] - noise[name]) ** 2)
         assert db == pytest.approx(10 * np.log10(ratio), abs=1e-5)
     assert debug.layer_sqnr({"a": np.zeros(3)}, {"a": np.zeros(3)}) == {"a": math.inf}
+    # a dead float layer whose int8 twin is not zero is all noise, not a perfect copy
+    assert debug.layer_sqnr({"a": np.zeros(3)}, {"a": np.ones(3)}) == {"a": -math.inf}
 
 
 def test_layer_sqnr_refuses_bad_input():
@@ -31,15 +33,39 @@ def test_layer_sqnr_refuses_bad_input():
         debug.layer_sqnr([np.ones(2)], {"a": np.ones(2)})
 
 
-def test_drops_and_culprit():
+def test_noise_added_and_culprit():
     sqnr = {"input": 50.0, "conv1": 30.0, "pool1": math.inf, "conv2": 20.0}
-    assert debug.drops(sqnr) == {"input": 0.0, "conv1": 18.0, "pool1": -18.0, "conv2": 28.0}
+    added = debug.noise_added(sqnr)
+    assert added == pytest.approx({"input": 1e-5, "conv1": 1e-3 - 1e-5, "pool1": -1e-3,
+                                   "conv2": 1e-2})
     assert debug.culprit(sqnr) == "conv2"
     assert debug.culprit({"input": -5.0, "conv1": -6.0}) == "input"
+    # the review's ResNet numbers: a dB drop from 48 dB blames the stem (12.7 dB against
+    # 3.5 dB), but conv1 adds more noise (3.7e-4) than the stem's whole error (2.95e-4)
+    assert debug.culprit({"stem": 35.3, "b1_conv1": 31.8}) == "b1_conv1"
+    # shares are capped at 1 (0 dB): a wreck growing further is no new damage
+    assert debug.culprit({"input": 0.5, "conv1": 4.0, "fc": -10.0}) == "input"
+    assert debug.noise_added({"a": -math.inf}) == {"a": 1.0}
     with pytest.raises(ValueError, match="NaN"):
         debug.culprit({"a": float("nan")})
     with pytest.raises(ValueError, match="non-empty"):
         debug.culprit({})
+
+
+def test_torch_layer_sqnr_uses_the_float_tensor_as_signal():
+    """torchao's QuantizationComparisonResult.sqnr divides by the quantized tensor's power."""
+    pytest.importorskip("torchao")
+    import torch
+    from torchao.quantization.pt2e._numeric_debugger import QuantizationComparisonResult
+
+    from tutorial_lib.metrics import sqnr_db
+    ref = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    actual = torch.tensor([0.0, 0.0, 0.0, 8.0])  # a ruined tensor
+    theirs = float(QuantizationComparisonResult(actual=actual, ref=ref).sqnr)
+    ours = sqnr_db(ref.numpy(), actual.numpy())
+    assert theirs == pytest.approx(10 * math.log10(64 / 30), abs=1e-4)  # signal: actual
+    assert ours == pytest.approx(10 * math.log10(30 / 30), abs=1e-6)  # signal: ref
+    assert theirs > ours + 3
 
 
 def test_layer_label():
@@ -91,6 +117,8 @@ def test_keep_float_and_16x8_fix_the_planted_outlier_in_litert():
     assert float_ops, "conv3 should run in float32"
     with pytest.raises(ValueError, match="choose one fix"):
         debug.litert_convert(model, calibration, int16_activations=True, keep_float=["conv3"])
+    with pytest.raises(ValueError, match="int8 activations only"):
+        debug.litert_layer_stats(model, calibration, calibration[:4], int16_activations=True)
 
 
 def test_litert_layer_stats_point_at_the_planted_layer_quietly(capfd):
@@ -172,3 +200,25 @@ def test_equalize_outlier_fixes_per_tensor_pt2e():
     assert per_tensor >= float_accuracy - 0.005
     with pytest.raises(ValueError, match="convolution fed by"):
         debug.equalize_outlier(model, "conv3", "fc1")
+
+
+def test_noise_added_against_a_layers_own_inputs():
+    sqnr = {"input": 50.0, "conv": 30.0, "branch": 40.0, "proj": 29.0, "add": 28.0}
+    reads = {"conv": ["input"], "branch": ["input"], "proj": ["conv"], "add": ["branch", "proj"]}
+    added = debug.noise_added(sqnr, reads)
+    # proj reads conv (1e-3), not branch (1e-4), the tensor listed before it
+    assert added["proj"] == pytest.approx(10 ** -2.9 - 1e-3, abs=1e-8)
+    assert added["add"] == pytest.approx(10 ** -2.8 - 10 ** -2.9, abs=1e-8)  # against its noisier input
+    assert debug.culprit(sqnr, reads) == "conv"
+    assert debug.culprit(sqnr) == "proj"  # in list order, proj seems to add the most
+
+
+def test_litert_layer_inputs_follow_the_graph():
+    pytest.importorskip("ai_edge_litert")
+    import tutorial_lib as tl
+    kb = tl.tflite_bridge
+    content = kb.convert(kb.course_resnet_keras(), "float")
+    reads = debug.litert_layer_inputs(content)
+    assert reads["stem_conv"] == ["input"]
+    assert reads["b2_proj"] == ["b1_add"]
+    assert sorted(reads["b3_add"]) == ["b3_conv2", "b3_proj"]

@@ -40,10 +40,11 @@ from tutorial_lib.checks.compression import (
     check_magnitude_mask,
 )
 from tutorial_lib.checks.debug import (
+    check_cle_scales,
     check_culprit,
-    check_int8_input,
-    check_keep_float_layers,
+    check_float_sweep,
     check_layer_sqnr,
+    check_weight_activation_split,
 )
 from tutorial_lib.checks.formats import (
     check_fp16_below,
@@ -131,5 +132,6 @@ __all__ = [
     "check_unpack_q4_1", "check_quantize_q4_1", "check_w8a16_forward", "check_perplexity",
     "check_salient_channels", "check_gptq_step", "check_int4_groups",
     # lesson 11: debugging an int8 model
-    "check_layer_sqnr", "check_culprit", "check_int8_input", "check_keep_float_layers",
+    "check_layer_sqnr", "check_culprit", "check_weight_activation_split", "check_float_sweep",
+    "check_cle_scales",
 ]

@@ -194,8 +194,9 @@ def plot_decision_chain(steps: Sequence[tuple[str, str]], last: str, footer: str
     if not steps:
         raise ValueError("steps must hold at least one (question, answer) pair.")
     n = len(steps)
+    footer_lines = footer.count("\n") + 1 if footer else 0
     if ax is None:
-        _, ax = plt.subplots(figsize=(8.4, 1.45 * (n + 1) + (0.4 if footer else 0)))
+        _, ax = plt.subplots(figsize=(8.4, 1.45 * (n + 1) + 0.3 * footer_lines))
     question = dict(boxstyle="round,pad=0.45", facecolor="#eef3fa", edgecolor="#4c78a8")
     answer = dict(boxstyle="round,pad=0.45", facecolor="#eaf5e7", edgecolor="#54a24b")
     arrow = dict(arrowstyle="-|>", color="#555555", lw=1.1)
@@ -210,10 +211,11 @@ def plot_decision_chain(steps: Sequence[tuple[str, str]], last: str, footer: str
                     arrowprops=arrow)
         ax.text(x_q + 0.015, (ys[i] + ys[i + 1]) / 2, "no", va="center", fontsize=8, color="#333")
     ax.text(x_q, ys[n], last, ha="center", va="center", fontsize=8.5, bbox=answer)
+    bottom = -0.06 * footer_lines  # the footer gets its own band below the last answer
     if footer:
-        ax.text(0.5, 0.0, footer, ha="center", va="bottom", fontsize=8.5, style="italic")
+        ax.text(0.5, bottom, footer, ha="center", va="bottom", fontsize=8.5, style="italic")
     ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
+    ax.set_ylim(bottom, 1)
     ax.axis("off")
     if title:
         ax.set_title(title, fontsize=10)

@@ -2,11 +2,14 @@
 
 Run the float model and the quantized model on the same images, keep what every layer puts
 out, and measure the quantized copy against the float one with the signal-to-quantization-noise
-ratio (SQNR, ``10 log10(sum x**2 / sum (x - x_hat)**2)``). The error grows a little from layer
-to layer; the layer at fault is where it jumps: the largest drop in SQNR from the tensor before.
+ratio (SQNR, ``10 log10(sum x**2 / sum (x - x_hat)**2)``, the float tensor as the signal: the
+course's one definition; torchao's numeric debugger takes the *quantized* tensor as the signal,
+so ``torch_layer_sqnr`` recomputes it). The error grows a little from layer to layer; the layer
+at fault is where it jumps: where the share of noise in the tensor, ``10**(-SQNR/10)``, grows
+most from the tensor before (``noise_added``, ``culprit``).
 
-The core is numpy (``layer_sqnr``, ``culprit``); the bridges below it import their framework
-only when called: ``litert_activations`` reads every tensor of a LiteRT model,
+The core is numpy (``layer_sqnr``, ``noise_added``, ``culprit``); the bridges below it import
+their framework only when called: ``litert_activations`` reads every tensor of a LiteRT model,
 ``litert_convert`` converts with the settings that fix a broken layer (per-tensor or
 per-channel weights, 16-bit activations, layers kept in float), ``litert_layer_stats`` reads
 TensorFlow's ``QuantizationDebugger`` layer statistics (each layer's own error), ``torch_pt2e`` and
@@ -31,13 +34,11 @@ import numpy as np
 
 from tutorial_lib.core.metrics import sqnr_db
 
-__all__ = ["layer_sqnr", "culprit", "drops", "layer_label", "litert_activations",
-           "litert_convert", "litert_layer_stats", "plant_outlier_channel", "torch_pt2e",
-           "torch_layer_sqnr"]
-
-START_DB = 48.0
-"""The SQNR an int8 tensor can reach at best (about 6 dB per bit): where the first drop starts."""
-
+__all__ = ["layer_sqnr", "noise_added", "culprit", "layer_label", "litert_activations",
+           "litert_layer_inputs",
+           "litert_convert", "litert_layer_stats", "plant_outlier_channel", "planted_course_cnn",
+           "equalize_outlier",
+           "torch_pt2e", "torch_layer_sqnr"]
 
 # ---------------------------------------------------------------- numpy core
 
@@ -47,7 +48,8 @@ def layer_sqnr(reference: Mapping[str, np.ndarray],
 
     Both are ``{layer name: float array}`` (quantized tensors already dequantized), e.g. from
     ``litert_activations`` for a float and an int8 model. The result keeps ``reference``'s
-    order (the network's) and skips names that only one side has; inf means an exact copy.
+    order (the network's) and skips names that only one side has; inf means an exact copy, and
+    a reference of zeros with a non-zero quantized twin is -inf (all noise, no signal).
 
     >>> layer_sqnr({"a": np.ones(4), "b": np.ones(2)}, {"a": np.full(4, 1.5)})
     {'a': 6.0206}
@@ -71,18 +73,27 @@ def layer_sqnr(reference: Mapping[str, np.ndarray],
         if not (np.all(np.isfinite(x)) and np.all(np.isfinite(x_hat))):
             raise ValueError(f"layer {name!r} holds NaN or inf: a model produced them; check "
                              "its input and its weights before comparing.")
-        result[name] = round(sqnr_db(x, x_hat), 6) if np.any(x) else math.inf
+        if np.any(x):
+            result[name] = round(sqnr_db(x, x_hat), 6)
+        else:  # no signal: perfect only if the quantized tensor is zero too
+            result[name] = math.inf if not np.any(x_hat) else -math.inf
     return result
 
 
-def drops(sqnr: Mapping[str, float], start_db: float = START_DB) -> dict[str, float]:
-    """How many dB each tensor loses against the tensor before it (the first: against ``start_db``).
+def noise_added(sqnr: Mapping[str, float],
+                inputs: Mapping[str, Sequence[str]] | None = None) -> dict[str, float]:
+    """How much each tensor adds to the share of noise, ``min(10**(-SQNR/10), 1)``, of the one before.
 
-    Values above ``start_db`` (inf for exact copies) count as ``start_db``: an int8 tensor
-    cannot be better, so a perfect layer after a good one is no gain to be rewarded.
+    Independent noises add in power, not in dB: a drop in dB is a *ratio* of noises, so it
+    makes the first layer, which starts from almost no noise, look worst on any healthy model.
+    The share is capped at 1 (0 dB): a tensor whose noise is as large as its signal carries
+    nothing a zero tensor would not, so growing further is no new damage. The first tensor is
+    measured from no noise; an exact copy (inf dB) has share 0. ``inputs`` (``{layer: [the
+    layers it reads]}``, e.g. ``litert_layer_inputs``) measures a layer against its own inputs
+    (the largest of their shares) instead of the tensor listed before it.
 
-    >>> drops({"input": 45.0, "conv1": 38.0, "pool1": float("inf")})
-    {'input': 3.0, 'conv1': 7.0, 'pool1': -10.0}
+    >>> noise_added({"input": 40.0, "conv1": 30.0, "pool1": float("inf"), "conv2": -3.0})
+    {'input': 0.0001, 'conv1': 0.0009, 'pool1': -0.001, 'conv2': 1.0}
     """
     if not isinstance(sqnr, Mapping) or not sqnr:
         raise ValueError("sqnr must be a non-empty dict {layer name: SQNR in dB}, in network "
@@ -91,19 +102,29 @@ def drops(sqnr: Mapping[str, float], start_db: float = START_DB) -> dict[str, fl
     if np.any(np.isnan(values)):
         bad = [name for name, v in sqnr.items() if math.isnan(float(v))]
         raise ValueError(f"SQNR is NaN for {bad}: compute it from finite tensors.")
-    capped = np.minimum(values, start_db)
-    before = np.concatenate([[start_db], capped[:-1]])
-    return {name: round(float(d), 6) for name, d in zip(sqnr, before - capped, strict=True)}
+    with np.errstate(over="ignore"):
+        share = np.minimum(10.0 ** (-values / 10), 1.0)  # inf dB -> 0, -inf dB -> 1
+    before = np.concatenate([[0.0], share[:-1]])
+    if inputs is not None:
+        index = {name: i for i, name in enumerate(sqnr)}
+        for i, name in enumerate(sqnr):
+            known = [share[index[n]] for n in inputs.get(name, ()) if n in index]
+            if known:
+                before[i] = max(known)
+    return {name: round(float(d), 9) for name, d in zip(sqnr, share - before, strict=True)}
 
 
-def culprit(sqnr: Mapping[str, float], start_db: float = START_DB) -> str:
-    """The layer where the SQNR drops most from the tensor before it (see ``drops``).
+def culprit(sqnr: Mapping[str, float], inputs: Mapping[str, Sequence[str]] | None = None) -> str:
+    """The layer that adds the most noise to the tensor before it, or to its ``inputs``
+    (see ``noise_added``).
 
     >>> culprit({"input": -3.0, "conv1": -4.0, "fc": -4.5})  # broken from the very start
     'input'
+    >>> culprit({"stem": 35.3, "conv1": 31.8})  # 3e-4 of noise, then 3.7e-4 more: conv1
+    'conv1'
     """
-    lost = drops(sqnr, start_db)
-    return max(lost, key=lost.get)
+    added = noise_added(sqnr, inputs)
+    return max(added, key=added.get)
 
 
 # ---------------------------------------------------------------- LiteRT bridge
@@ -121,6 +142,38 @@ def layer_label(tensor_name: str) -> str:
     """
     parts = tensor_name.split(";")[-1].split("/")
     return parts[1] if len(parts) >= 3 else tensor_name
+
+
+def _litert_names(graph) -> dict[int, str]:
+    """{tensor index: layer label} for the graph's input and every operator's output."""
+    names = {graph.inputs[0]: "input"}
+    for op in graph.operators:
+        out = op.outputs[0]
+        if op.name == "QUANTIZE" and op.inputs[0] in graph.inputs:
+            names[out] = "input"
+        elif out in graph.outputs:
+            names[out] = "output"
+        else:
+            names[out] = layer_label(graph.tensors[out].name)
+    return names
+
+
+def litert_layer_inputs(model_content: bytes) -> dict[str, list[str]]:
+    """{layer: the layers whose tensors it reads} of a LiteRT model, labelled as
+    ``litert_activations`` labels them: in a ResNet, a shortcut's 1x1 convolution reads the
+    block's input and an add reads two layers, not the tensor listed before them.
+    """
+    from tutorial_lib.tflite_file import read
+
+    graph = read(model_content)
+    names = _litert_names(graph)
+    inputs: dict[str, list[str]] = {}
+    for op in graph.operators:
+        label = names[op.outputs[0]]
+        read_from = [names[i] for i in op.inputs if i in names and names[i] != label]
+        if read_from and label not in inputs:
+            inputs[label] = list(dict.fromkeys(read_from))
+    return inputs
 
 
 def litert_activations(model_content: bytes, x) -> dict[str, np.ndarray]:
@@ -145,15 +198,7 @@ def litert_activations(model_content: bytes, x) -> dict[str, np.ndarray]:
                          experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
         it.allocate_tensors()
     kb.run_tflite(it, x)
-    names = {graph.inputs[0]: "input"}
-    for op in graph.operators:
-        out = op.outputs[0]
-        if op.name == "QUANTIZE" and op.inputs[0] in graph.inputs:
-            names[out] = "input"
-        elif out in graph.outputs:
-            names[out] = "output"
-        else:
-            names[out] = layer_label(graph.tensors[out].name)
+    names = _litert_names(graph)
     result: dict[str, np.ndarray] = {}
     for index, label in names.items():
         tensor = graph.tensors[index]
@@ -263,13 +308,20 @@ def litert_layer_stats(model, calibration, x, per_channel: bool = True,
     ``{layer: {"op", "scale", "rmse/scale", "max_abs_error"}}`` in operator order; ``rmse/scale``
     is the root-mean-square error in steps of the output's scale: about 0.29 (a uniform
     rounding error of half a step) for a healthy layer, far more for a broken one. The model's
-    last layer is ``"output"``, as in ``litert_activations``.
+    last layer is ``"output"``, as in ``litert_activations``. Int8 activations only:
+    ``int16_activations=True`` raises ValueError.
     """
     import csv
     import io
 
     from tutorial_lib.bridges import tflite_bridge as kb
 
+    if int16_activations:
+        # mlir_quantize, which the debugger calls, defaults to int8 (TF's debugger README:
+        # "only supported for full integer (int8) quantization")
+        raise ValueError("litert_layer_stats works with int8 activations only: with "
+                         "int16_activations=True TensorFlow's QuantizationDebugger silently "
+                         "reports an int8 model. Compare 16x8 with litert_activations instead.")
     samples = _calibration(calibration)
     debugger = _quantization_debugger(model, samples, per_channel, int16_activations,
                                       debug_x=x)
@@ -329,7 +381,24 @@ def plant_outlier_channel(model, layer: str, next_layer: str, channel: int, fact
     return model
 
 
-def equalize_outlier(model, layer: str, next_layer: str):
+def planted_course_cnn(seed: int = 0, factor: float = 300.0, calibration_images: int = 100):
+    """Lesson 11's broken model: the course CNN of ``seed`` (PyTorch) with an outlier channel.
+
+    The planted channel is ``conv2``'s output channel with the smallest maximum over the first
+    ``calibration_images`` training images (the input of ``conv3``), made ``factor`` times
+    larger by ``plant_outlier_channel``. Returns ``(model, channel)``.
+    """
+    from tutorial_lib import data
+    from tutorial_lib import torch_bridge as tb
+
+    calibration = data.load_digits(size=32, layout="NCHW").x_train[:calibration_images]
+    model = tb.trained_cnn(seed)
+    channel = int(tb.layer_inputs(model, calibration, ["conv3"])["conv3"]
+                  .max(axis=(0, 2, 3)).argmin())
+    return plant_outlier_channel(model, "conv2", "conv3", channel, factor), channel
+
+
+def equalize_outlier(model, layer: str, next_layer: str, scales=None):
     """Cross-layer equalization of ``layer`` (BatchNorm folded) with ``next_layer``, in place.
 
     ``tl.equalize.equalize_pair`` computes ``s = sqrt(r1 / r2)`` per channel from the folded
@@ -339,6 +408,9 @@ def equalize_outlier(model, layer: str, next_layer: str):
     ReLU and max pooling commute with positive scales, so the float model computes the same
     function; folded, both layers' channel ranges become ``sqrt(r1 · r2)``: the undo of
     ``plant_outlier_channel`` (Nagel et al. 2019). Keras or PyTorch; returns the scales.
+    ``scales``: a function ``(folded_w1, folded_b1, w2) -> s`` (PyTorch layouts, OIHW) used
+    instead of ``equalize_pair``'s, e.g. a learner's; its answer must be one positive finite
+    number per channel.
     """
     from tutorial_lib.core.equalize import equalize_pair
 
@@ -367,7 +439,13 @@ def equalize_outlier(model, layer: str, next_layer: str):
     factor = gamma / np.sqrt(var + eps)  # BatchNorm folded into the convolution
     folded_w1 = w1 * factor.reshape(-1, 1, 1, 1)
     folded_b1 = (b1 - mean) * factor + beta
-    scales = equalize_pair(folded_w1, folded_b1, w2).scales.astype(np.float64)
+    if scales is None:
+        scales = equalize_pair(folded_w1, folded_b1, w2).scales.astype(np.float64)
+    else:
+        scales = np.asarray(scales(folded_w1, folded_b1, w2), dtype=np.float64)
+        if scales.shape != gamma.shape or not np.all(np.isfinite(scales) & (scales > 0)):
+            raise ValueError(f"scales must give {len(gamma)} positive finite numbers, one per "
+                             f"channel of {layer}; got shape {scales.shape}.")
     if hasattr(model, "get_layer"):
         model.get_layer(bn).set_weights([(gamma / scales).astype(gamma.dtype),
                                          (beta / scales).astype(beta.dtype), mean, var])
@@ -411,6 +489,9 @@ def torch_layer_sqnr(model, calibration_x, x, per_channel: bool = True) -> dict[
     Both graphs get an output logger on every node (``prepare_for_propagation_comparison``),
     run on ``x``, and ``compare_results`` pairs the nodes that come from the same float node.
     Nodes are named by the module that made them (``conv2``); the last node of a module wins.
+    The SQNR is the course's, the float tensor as the signal (``tl.metrics.sqnr_db(ref,
+    actual)``), not torchao's ``.sqnr``, whose signal is the quantized tensor
+    (``compute_sqnr(actual, ref)``): for a ruined tensor that one stays near 0 dB.
     """
     import torch
     from torchao.quantization.pt2e import (
@@ -438,5 +519,6 @@ def torch_layer_sqnr(model, calibration_x, x, per_channel: bool = True) -> dict[
     result: dict[str, float] = {}
     for node in summary.values():
         label = node.ref_module_stack.rsplit(".", 1)[-1].strip("'\"]") or node.ref_node_name
-        result[label] = round(float(node.results[0].sqnr), 6)
+        pair = node.results[0]
+        result[label] = round(sqnr_db(pair.ref.numpy(), pair.actual.numpy()), 6)
     return result
