@@ -189,13 +189,13 @@ CALIBRATION = 100  # the lesson's calibration images: the first 100 training ima
 
 def planted_cnn(seed: int = 0):
     """``tl.debug.planted_course_cnn(seed)``: the lesson's broken PyTorch CNN and its channel."""
-    from tutorial_lib import debug
+    from tutorial_lib.measure import debug
 
     return debug.planted_course_cnn(seed)
 
 
 def _digits():
-    from tutorial_lib import data as tl_data
+    from tutorial_lib.course import data as tl_data
 
     nchw = tl_data.load_digits(size=32, layout="NCHW")
     return nchw, nchw.x_train[:CALIBRATION]
@@ -205,8 +205,8 @@ def _split_reference(model, calibration, fold=True, per_channel=False, act_weigh
                      signed=False):
     """The split as the exercise asks (fold, per-tensor weights, uint8 min-max activations),
     or one of the usual wrong versions."""
-    from tutorial_lib import torch_bridge as tb
-    from tutorial_lib.affine import choose_qparams
+    from tutorial_lib.bridges import torch_bridge as tb
+    from tutorial_lib.core.affine import choose_qparams
 
     base = tb.fold_batchnorm(model) if fold else model
     weights = tb.fake_quantize_model(base, {}, per_channel=per_channel)
@@ -233,7 +233,7 @@ def check_weight_activation_split(fn: Callable) -> CheckResult:
     """
     import copy
 
-    from tutorial_lib import torch_bridge as tb
+    from tutorial_lib.bridges import torch_bridge as tb
 
     nchw, calibration = _digits()
     learner = _learner(fn)
@@ -350,8 +350,8 @@ SWEEP_LAYERS = ("conv1", "conv2", "conv3", "fc1", "fc2")
 
 
 def _sweep_one(model, calibration, layer, nchw, per_channel=False, inverse=False):
-    from tutorial_lib import debug
-    from tutorial_lib import torch_bridge as tb
+    from tutorial_lib.bridges import torch_bridge as tb
+    from tutorial_lib.measure import debug
 
     keep = [n for n in SWEEP_LAYERS if n != layer] if inverse else [layer]
     return round(float(tb.digits_accuracy(

@@ -163,7 +163,7 @@ def litert_layer_inputs(model_content: bytes) -> dict[str, list[str]]:
     ``litert_activations`` labels them: in a ResNet, a shortcut's 1x1 convolution reads the
     block's input and an add reads two layers, not the tensor listed before them.
     """
-    from tutorial_lib.tflite_file import read
+    from tutorial_lib.core.tflite_file import read
 
     graph = read(model_content)
     names = _litert_names(graph)
@@ -388,8 +388,8 @@ def planted_course_cnn(seed: int = 0, factor: float = 300.0, calibration_images:
     ``calibration_images`` training images (the input of ``conv3``), made ``factor`` times
     larger by ``plant_outlier_channel``. Returns ``(model, channel)``.
     """
-    from tutorial_lib import data
-    from tutorial_lib import torch_bridge as tb
+    from tutorial_lib.bridges import torch_bridge as tb
+    from tutorial_lib.course import data
 
     calibration = data.load_digits(size=32, layout="NCHW").x_train[:calibration_images]
     model = tb.trained_cnn(seed)
