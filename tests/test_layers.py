@@ -116,6 +116,21 @@ def test_imports_point_down_and_never_through_the_short_names():
     assert not wrong, "\n".join(wrong)
 
 
+FRAMEWORKS = {"torch", "torchao", "tensorflow", "tf_keras", "keras", "tensorflow_model_optimization",
+              "transformers"}
+
+
+def test_the_core_imports_no_framework():
+    for path in sorted((PACKAGE / "core").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                assert name.split(".")[0] not in FRAMEWORKS, (
+                    f"{path.relative_to(ROOT)}:{node.lineno} imports {name}: the core is numpy "
+                    "only; put framework code in tutorial_lib/bridges")
+
+
 def test_no_import_cycle():
     files = module_files()
     graph = {}

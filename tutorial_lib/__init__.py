@@ -7,8 +7,9 @@ PyTorch or TensorFlow only when a lesson asks for them.
 The modules live in folders by layer. A module imports only from its own layer and the layers
 below it (``tests/test_layers.py`` enforces it), so the arrows all point down::
 
-    checks/       the exercises' checkers (lessons 01-11)      \\  the top: nothing
-    measure/      speed, benchmarks, per-layer debugging        /  imports them
+    checks/       the exercises' checkers (lessons 01-11)         the top: nothing imports it
+       |
+    measure/      speed, benchmarks, per-layer debugging
        |
     bridges/      PyTorch: torch_model, torch_quant, torch_bridge, qat, torch_compress
                   TensorFlow/LiteRT: tflite_bridge, tf_fake_quant, keras_compress
@@ -19,7 +20,7 @@ below it (``tests/test_layers.py`` enforces it), so the arrows all point down::
     course/       models, shipped, data, env, paths, viz, grade, _quiet
        |
     core/         formats, affine, observers, packing, groupwise, integer, tflite_file,
-                  metrics, equalize, _validate                  (numpy only)
+                  metrics, equalize, _validate                  (numpy, no framework)
 
 Which module serves which lesson:
 
@@ -67,7 +68,7 @@ LAYERS = {  # lowest first; a module may import from its own layer and the ones 
 }
 # The level of each layer: layers on one level never import each other.
 LEVELS = {"core": 0, "course": 1, "compression": 2, "language": 2, "bridges": 3, "measure": 4,
-          "checks": 4}
+          "checks": 5}
 # Every module's short name and its home: tl.torch_bridge is tutorial_lib.bridges.torch_bridge.
 HOMES = {name: f"{layer}.{name}" for layer, names in LAYERS.items() for name in names}
 

@@ -6,5 +6,7 @@ per-channel and group-wise parameters and int4 packing (``observers``, ``groupwi
 ``tflite_file``, 04, 07), error metrics and what 360 test images can resolve (``metrics``),
 and cross-layer equalization (``equalize``, 11). ``_validate`` checks arguments for all of them.
 
-May import: numpy and this folder only. Everything else in ``tutorial_lib`` may import it.
+May import: numpy, ml_dtypes (the small float formats) and this folder; ``tflite_file`` reads
+``.tflite`` files with the flatbuffer classes that ship with ``ai_edge_litert``. No framework:
+neither PyTorch nor TensorFlow. Everything else in ``tutorial_lib`` may import it.
 """
