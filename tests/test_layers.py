@@ -218,7 +218,6 @@ def test_every_name_the_lessons_use_reaches_the_module_in_its_new_home():
 def test_framework_modules_keep_their_names():
     pytest.importorskip("torch")
     import tutorial_lib.torch_bridge as old
-
     from tutorial_lib.bridges import torch_bridge as new
 
     assert old is new is tl.torch_bridge

@@ -19,6 +19,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import entropy
+
+import tutorial_lib as tl
+from tutorial_lib import observers
 from tutorial_lib.observers import (
     EntropyObserver,
     MinMaxObserver,
@@ -26,9 +29,6 @@ from tutorial_lib.observers import (
     MSEObserver,
     PercentileObserver,
 )
-
-import tutorial_lib as tl
-from tutorial_lib import observers
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*quantiz.*deprecated:UserWarning")
 

@@ -12,9 +12,9 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tutorial_lib.packing import pack_int2, pack_int4, unpack_int2, unpack_int4
 
 import tutorial_lib as tl
+from tutorial_lib.packing import pack_int2, pack_int4, unpack_int2, unpack_int4
 
 FORMATS = {  # name: (pack, unpack, bits)
     "int4": (pack_int4, unpack_int4, 4),

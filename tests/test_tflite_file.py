@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-from tutorial_lib.tflite_file import unpack_int4_buffer
 
 import tutorial_lib as tl
+from tutorial_lib.tflite_file import unpack_int4_buffer
 
 
 def test_int4_low_nibble_first_and_signed():

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from tutorial_lib._quiet import quiet_stderr
 
 import tutorial_lib as tl
 from tutorial_lib import env, torch_bench
 from tutorial_lib import torch_bridge as tb
+from tutorial_lib._quiet import quiet_stderr
 
 
 def tiny_cnn(seed=0):

@@ -32,9 +32,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tutorial_lib.data import load_digits  # noqa: E402
-
 from tutorial_lib import env, shipped  # noqa: E402
+from tutorial_lib.data import load_digits  # noqa: E402
 
 SEEDS = (0, 1, 2)
 TOLERANCE = 0.015  # a retrained model's test accuracy may differ by this much (5 of 360 images)
